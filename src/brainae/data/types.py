@@ -44,6 +44,8 @@ class ImageSet:
     sources: list of N source ids.
     masks: bool (N, H, W) tumour masks, or None when the source has none.
     skipped: [(source, reason)] for items that could not be read.
+    original_sizes: [(width, height)] of each source image before preprocessing.
+    modes: PIL mode of each source image before conversion ("RGB", "L", "I;16", "nifti", ...).
     """
 
     images: np.ndarray
@@ -54,6 +56,8 @@ class ImageSet:
     masks: Optional[np.ndarray] = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     description: str = ""
+    original_sizes: list[tuple[int, int]] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -70,6 +74,8 @@ class ImageSet:
             masks=None if self.masks is None else self.masks[idx],
             skipped=list(self.skipped),
             description=self.description,
+            original_sizes=[self.original_sizes[i] for i in idx] if self.original_sizes else [],
+            modes=[self.modes[i] for i in idx] if self.modes else [],
         )
 
     def split(self, name: str) -> "ImageSet":
