@@ -1,0 +1,251 @@
+"""Typed configuration: dataclasses, YAML presets, strict dotted overrides.
+
+A run's resolved config is saved as ``config.yaml`` in its folder, so every run describes itself
+and can be rebuilt from that file alone. Unknown keys and wrong types fail loudly with the key's
+name: a typo in a sweep or a preset must never be silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from brainae.errors import BrainaeError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    spec: str = "phantom"  # phantom[:N] | folder path | hf:OWNER/NAME[@REV] | file.nii[.gz] | nifti:PATH
+    image_size: int = 128
+    keep_aspect: bool = False  # pad to square instead of stretching
+    normalize: str = "none"  # none | minmax | percentile | zscore
+    val_fraction: float = 0.15  # carved from the training data
+    test_fraction: float = 0.15  # only used when the source has no test split
+    limit: int = 0  # keep at most this many training images (0 = all); val/test scale with it
+    dedupe: bool = False  # drop train/val images that duplicate another image
+    nifti_axis: int = 2
+    phantom_tumor_fraction: float = 0.5
+    seed: int = 0  # split seed, separate from the training seed so splits stay fixed
+
+
+@dataclass
+class ModelConfig:
+    name: str = "ae"
+    latent_dim: int = 512
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    kernel_size: int = 3
+    stride: int = 2
+    activation: str = "leaky_relu"  # leaky_relu | relu | gelu | silu
+    norm: str = "batch"  # batch | group | instance | none
+    in_channels: int = 1
+    beta: float = 1.0  # VAE: weight of the KL term
+    vae_reduction: str = "sum"  # sum: BCE+KL summed (the study) | mean: per pixel, comparable across sizes
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    precision: str = "32"  # 32 | bf16-mixed | 16-mixed
+    accelerator: str = "auto"  # auto | cpu | cuda | mps
+    devices: int = 1
+    num_workers: int = 0
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the field type ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise BrainaeError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, item_tp, key) for v in value]
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(value, [a for a in typing.get_args(tp) if a is not type(None)][0], key)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # e.g. precision: 32 written without quotes
+    if tp in (int, bool, str) and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
+        raise BrainaeError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _hints(obj: Any) -> dict:
+    return typing.get_type_hints(type(obj))
+
+
+def apply_dict(cfg: Config, values: dict, prefix: str = "") -> Config:
+    """Merge a nested dict into ``cfg`` in place; unknown keys raise BrainaeError."""
+    if not isinstance(values, dict):
+        raise BrainaeError(f"config section '{prefix or 'root'}' must be a mapping, got {values!r}")
+    target = cfg
+    for part in prefix.split(".") if prefix else []:
+        target = getattr(target, part)
+    hints = _hints(target)
+    for k, v in values.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in hints:
+            known = ", ".join(sorted(hints))
+            raise BrainaeError(f"unknown config key '{key}' (known here: {known})")
+        if dataclasses.is_dataclass(getattr(target, k)):
+            apply_dict(cfg, v, key)
+        else:
+            setattr(target, k, _coerce(v, hints[k], key))
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` strings such as ``train.lr=1e-3`` (values parsed as YAML)."""
+    for item in overrides:
+        if "=" not in item:
+            raise BrainaeError(f"override '{item}' must look like section.key=value, e.g. train.lr=1e-3")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if "." not in key:
+            raise BrainaeError(f"override '{item}': name the section too, e.g. train.{key}=...")
+        section, name = key.rsplit(".", 1)
+        nested: dict = {name: value}
+        for part in reversed(section.split(".")):
+            nested = {part: nested}
+        apply_dict(cfg, nested)
+    return cfg
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BrainaeError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise BrainaeError(f"config file {path}{where} is not valid YAML; fix it or start from a preset") from None
+    if not isinstance(data, dict):
+        raise BrainaeError(f"config file {path} must hold a mapping of sections (model, data, train)")
+    return data
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, model: str) -> dict:
+    """A preset's values for ``model``: its common part merged with its ``per_model`` part."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise BrainaeError(f"unknown preset '{name}' (choose from: {', '.join(preset_names())})")
+    data = read_yaml(path)
+    per_model = data.pop("per_model", {}) or {}
+    return _merge(data, per_model.get(model, {}))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(
+    model: str = "ae",
+    preset: Optional[str] = None,
+    config_file: Optional[str] = None,
+    overrides: Optional[list[str]] = None,
+    **flat: Any,
+) -> Config:
+    """Resolve a config: defaults < preset < YAML file < flat flags < ``--set`` overrides.
+
+    flat: shortcut flags that map to dotted keys (``epochs`` -> ``train.epochs``); None is skipped.
+
+    Example:
+        >>> build_config("vae", preset="quick", epochs=2).train.epochs
+        2
+    """
+    cfg = Config()
+    cfg.model.name = model
+    if preset:
+        apply_dict(cfg, load_preset(preset, model))
+    if config_file:
+        apply_dict(cfg, read_yaml(config_file))
+    cfg.model.name = model
+    flat_keys = {
+        "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+        "latent_dim": "model.latent_dim", "limit": "data.limit", "seed": "train.seed",
+        "precision": "train.precision", "devices": "train.devices", "data": "data.spec",
+        "accelerator": "train.accelerator", "image_size": "data.image_size", "dedupe": "data.dedupe",
+    }
+    for k, v in flat.items():
+        if v is None:
+            continue
+        if k not in flat_keys:
+            raise BrainaeError(f"unknown option '{k}'")
+        section, name = flat_keys[k].split(".")
+        apply_dict(cfg, {section: {name: v}})
+    apply_overrides(cfg, overrides or [])
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.train.epochs >= 1, "train.epochs", "must be at least 1"),
+        (cfg.train.batch_size >= 1, "train.batch_size", "must be at least 1"),
+        (cfg.train.lr > 0, "train.lr", "must be positive"),
+        (cfg.model.latent_dim >= 1, "model.latent_dim", "must be at least 1"),
+        (len(cfg.model.channels) >= 1, "model.channels", "needs at least one layer"),
+        (cfg.data.image_size >= 8, "data.image_size", "must be at least 8"),
+        (0 < cfg.data.val_fraction < 1, "data.val_fraction", "must be between 0 and 1"),
+        (0 <= cfg.data.test_fraction < 1, "data.test_fraction", "must be in [0, 1)"),
+        (cfg.data.normalize in ("none", "minmax", "percentile", "zscore"), "data.normalize",
+         "must be none, minmax, percentile or zscore"),
+        (cfg.train.precision in ("32", "bf16-mixed", "16-mixed", "64"), "train.precision",
+         "must be 32, bf16-mixed or 16-mixed"),
+        (cfg.data.limit >= 0, "data.limit", "must be 0 (all) or positive"),
+        (cfg.model.vae_reduction in ("sum", "mean"), "model.vae_reduction", "must be sum or mean"),
+    ]
+    for ok, key, msg in checks:
+        if not ok:
+            raise BrainaeError(f"config key '{key}' {msg}")
+
+
+def from_dict(values: dict) -> Config:
+    return apply_dict(Config(), values)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from brainae.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_config(path: Path) -> Config:
+    return from_dict(read_yaml(path))

@@ -1,0 +1,371 @@
+"""What is in a data set, and which images are duplicates of each other.
+
+Powers ``brainae data inspect SPEC`` and the ``--dedupe`` training option. The study's data has many
+duplicate files (same bytes under other names, within and across classes) and, in the public copy,
+test images byte-identical to training images; a duplicate across splits inflates test scores, so the
+user must see such leaks and be able to drop them.
+
+Two kinds of duplicates:
+
+* exact: the same file bytes (sha1 of the file), or the same preprocessed pixels when the source is not a
+  readable file (hub rows, NIfTI slices, phantoms);
+* near: a 64-bit DCT perceptual hash (pHash) of the preprocessed image within ``near_threshold`` bits,
+  e.g. the same scan re-encoded, resized or slightly brightened. Near groups are formed over distinct
+  images: each exact group takes part through its first member only, so every redundant image is counted
+  once, either as exact or as near.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from brainae.data.types import ImageSet
+from brainae.errors import BrainaeError
+
+SPLIT_ORDER = ("train", "val", "test")
+SPLIT_PAIRS = ("train-val", "train-test", "val-test")
+N_EXAMPLES = 5
+
+
+# ---------------------------------------------------------------------------------------------- hashing
+
+def _exact_keys(ds: ImageSet) -> list[str]:
+    """One key per image; equal keys = exact duplicates."""
+    uses = Counter(ds.sources)
+    keys = []
+    for i, src in enumerate(ds.sources):
+        # A path shared by several items (e.g. frames of one TIFF) does not identify one image: use pixels.
+        if uses[src] == 1 and os.path.isfile(src):
+            try:
+                keys.append("file:" + hashlib.sha1(Path(src).read_bytes()).hexdigest())
+                continue
+            except OSError:
+                pass  # unreadable now: fall back to the pixels
+        keys.append("pixels:" + hashlib.sha1(np.ascontiguousarray(ds.images[i]).tobytes()).hexdigest())
+    return keys
+
+
+def _dct_rows(n: int, k: int = 8) -> np.ndarray:
+    """The k lowest-frequency DCT-II basis vectors of length n, shape (k, n)."""
+    x = np.arange(n)
+    return np.cos(np.pi * (2 * x[None, :] + 1) * np.arange(k)[:, None] / (2 * n))
+
+
+def phash(images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """64-bit DCT perceptual hashes of uint8 images (N, H, W), as uint64 (N,).
+
+    Bit = whether each of the 8x8 lowest-frequency DCT coefficients of the whole image exceeds the median
+    of the 63 non-DC ones (classic pHash, taken straight from the full-size image instead of a 32x32
+    resize). Two matrix products per chunk, no Python loop over images. An image without structure
+    (blank, a pure ramp) has coefficients tied near the median, so its bits are unstable.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> img = np.kron(rng.integers(20, 200, (8, 8)), np.ones((4, 4))).astype(np.uint8)[None]
+        >>> int(np.bitwise_count(phash(img)[0] ^ phash(img + 2)[0]))  # brightness only moves the DC term
+        0
+    """
+    n, h, w = images.shape
+    rows, cols = _dct_rows(h).astype(np.float32), _dct_rows(w).astype(np.float32)
+    out = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, chunk):
+        x = images[start:start + chunk].astype(np.float32)
+        coef = (rows @ (x @ cols.T)).reshape(len(x), 64)  # (n, 8, 8) low frequencies, flattened
+        bits = coef > np.median(coef[:, 1:], axis=1, keepdims=True)
+        out[start:start + chunk] = np.packbits(bits, axis=1).view(">u8").ravel()
+    return out
+
+
+def _near_pairs(hashes: np.ndarray, threshold: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs i < j with Hamming distance <= threshold, by blocks of rows (memory chunk x N bytes)."""
+    found_i, found_j = [], []
+    for start in range(0, len(hashes), chunk):
+        block = hashes[start:start + chunk]
+        dist = np.bitwise_count(block[:, None] ^ hashes[None, start:])  # only columns >= start: upper half
+        i, j = np.nonzero(dist <= threshold)
+        i, j = i + start, j + start
+        keep = j > i
+        found_i.append(i[keep])
+        found_j.append(j[keep])
+    return np.concatenate(found_i), np.concatenate(found_j)
+
+
+# ------------------------------------------------------------------------------------------- grouping
+
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n nodes, given edges i-j."""
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _group_edges(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Edges that chain each group's members (enough to connect them)."""
+    pairs = [(a, b) for g in groups for a, b in zip(g, g[1:])]
+    arr = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def _groups(labels: np.ndarray, index: np.ndarray | None = None) -> list[list[int]]:
+    """Index groups (sorted, size >= 2) of nodes sharing a label, ordered by first member."""
+    index = np.arange(len(labels)) if index is None else index
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    groups = [sorted(index[part].tolist()) for part in np.split(order, bounds) if len(part) >= 2]
+    return sorted(groups)
+
+
+def find_duplicates(ds: ImageSet, near_threshold: int = 4) -> dict:
+    """Groups of exact and near duplicates.
+
+    Args:
+        ds: the preprocessed images; ``ds.sources`` that are readable files are hashed by their bytes.
+        near_threshold: largest Hamming distance (of 64 bits) between perceptual hashes that counts as a
+            near duplicate. Distances are even (31 of the 63 non-DC bits are always set), so 4 = 5. On the
+            study's MRI, 0 finds re-encoded copies, 2-4 mostly neighbouring slices of one series, and from
+            about 4 some different scans of similar layout join (even across classes).
+
+    Returns:
+        {"exact": [[i, j, ...], ...], "near": [[...], ...]}: index groups, each sorted, size >= 2. An image
+        is in at most one exact and one near group; a near group holds only the first member of an exact
+        group, so the two kinds never count the same redundant image twice.
+
+    Example:
+        >>> find_duplicates(ds)  # doctest: +SKIP
+        {'exact': [[0, 3], [1, 6]], 'near': [[4, 9]]}
+    """
+    if near_threshold < 0:
+        raise BrainaeError(f"near_threshold must be >= 0 bits, got {near_threshold}")
+    if len(ds) == 0:
+        return {"exact": [], "near": []}
+    _, exact_labels = np.unique(np.array(_exact_keys(ds)), return_inverse=True)
+    exact = _groups(exact_labels)
+    # One representative (the first index) per exact group: the search then runs over distinct images.
+    _, first = np.unique(exact_labels, return_index=True)
+    reps = np.sort(first)
+    i, j = _near_pairs(phash(ds.images[reps]), near_threshold)
+    near = _groups(_components(len(reps), i, j), index=reps)
+    return {"exact": exact, "near": near}
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+def _split_names(splits: np.ndarray) -> list[str]:
+    present = set(splits.tolist())
+    return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+
+
+def _has_member_in(comp: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per image: whether its component contains an image selected by ``mask``."""
+    return (np.bincount(comp[mask], minlength=len(comp)) > 0)[comp]  # labels are < n
+
+
+def _summarise(groups: list[list[int]], ds: ImageSet, splits: np.ndarray) -> dict:
+    """Counts of one kind of duplicate groups, plus a few examples (cross-split and mixed-class first)."""
+    rank = {s: k for k, s in enumerate(SPLIT_ORDER)}
+    across = dict.fromkeys(SPLIT_PAIRS, 0)
+    within = conflicts = 0
+    flagged = []
+    for g in groups:
+        present = sorted(set(splits[g].tolist()), key=lambda s: (rank.get(s, len(rank)), s))
+        within += len(present) == 1
+        for a, b in combinations(present, 2):
+            across[f"{a}-{b}"] = across.get(f"{a}-{b}", 0) + 1
+        conflict = len(set(ds.labels[g].tolist())) > 1
+        conflicts += conflict
+        flagged.append(((not conflict, len(present) == 1), g))
+    examples = [
+        [{"index": i, "source": ds.sources[i], "split": str(splits[i]), "class": ds.classes[ds.labels[i]]} for i in g]
+        for _, g in sorted(flagged, key=lambda t: t[0])[:N_EXAMPLES]  # stable: keeps group order within a rank
+    ]
+    return {
+        "groups": len(groups),
+        "redundant": sum(len(g) - 1 for g in groups),
+        "within_split": within,
+        "across_splits": across,
+        "label_conflicts": conflicts,
+        "examples": examples,
+    }
+
+
+def _leaks(dups: dict, splits: np.ndarray) -> dict:
+    """Evaluation images that have a duplicate in a split the model trains (or is selected) on."""
+    n = len(splits)
+    comp_exact = _components(n, *_group_edges(dups["exact"]))
+    comp_any = _components(n, *_group_edges(dups["exact"] + dups["near"]))
+
+    def count(who: str, sources: tuple[str, ...]) -> dict:
+        is_who, in_sources = splits == who, np.isin(splits, sources)
+        exact = is_who & _has_member_in(comp_exact, in_sources)
+        any_dup = is_who & _has_member_in(comp_any, in_sources)
+        return {"exact": int(exact.sum()), "near": int((any_dup & ~exact).sum())}  # near: found only as near
+
+    return {"test_in_train_or_val": count("test", ("train", "val")), "val_in_train": count("val", ("train",))}
+
+
+def inspect_imageset(ds: ImageSet, near_threshold: int = 4) -> dict:
+    """A JSON-able report of what is in ``ds`` and how it duplicates and leaks.
+
+    Args:
+        ds: the preprocessed data set.
+        near_threshold: see ``find_duplicates``.
+
+    Returns:
+        {"n", "classes", "counts": {split: {class: n}}, "sizes": {...} or None, "modes": {mode: n},
+         "skipped": {"count", "first"}, "near_threshold", "duplicates": {"exact": summary, "near": summary},
+         "leaks": {"test_in_train_or_val": {"exact", "near"}, "val_in_train": {"exact", "near"}}}.
+        A summary has groups, redundant (images beyond the first of each group), within_split,
+        across_splits {"train-val", "train-test", "val-test"}, label_conflicts (groups mixing classes) and
+        examples (lists of {index, source, split, class}). Leak "near" counts images whose duplicate is
+        only near, so exact + near is the total.
+
+    Example:
+        >>> report = inspect_imageset(ds)  # doctest: +SKIP
+        >>> report["leaks"]["test_in_train_or_val"]  # doctest: +SKIP
+        {'exact': 88, 'near': 3}
+    """
+    splits = np.asarray(ds.splits).astype(str)
+    dups = find_duplicates(ds, near_threshold)
+    counts = {
+        s: {c: int(np.sum((splits == s) & (ds.labels == k))) for k, c in enumerate(ds.classes)}
+        for s in _split_names(splits)
+    }
+    sizes = None
+    if ds.original_sizes:
+        size_counts = Counter(tuple(map(int, s)) for s in ds.original_sizes)
+        wh = np.array(ds.original_sizes)
+        sizes = {
+            "distinct": len(size_counts),
+            "most_common": [[w, h, n] for (w, h), n in size_counts.most_common(10)],
+            "width": [int(wh[:, 0].min()), int(wh[:, 0].max())],
+            "height": [int(wh[:, 1].min()), int(wh[:, 1].max())],
+            "non_square": int(np.sum(wh[:, 0] != wh[:, 1])),
+        }
+    return {
+        "n": len(ds),
+        "classes": list(ds.classes),
+        "counts": counts,
+        "sizes": sizes,
+        "modes": dict(Counter(ds.modes).most_common()),
+        "skipped": {"count": len(ds.skipped), "first": [list(s) for s in ds.skipped[:5]]},
+        "near_threshold": near_threshold,
+        "duplicates": {kind: _summarise(dups[kind], ds, splits) for kind in ("exact", "near")},
+        "leaks": _leaks(dups, splits),
+    }
+
+
+def _short(source: str) -> str:
+    """parent/name of a path (class folder and file), the source id itself otherwise."""
+    parts = Path(source).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else source
+
+
+def format_inspection(report: dict) -> str:
+    """The report as the text a user reads in the terminal.
+
+    Example:
+        >>> print(format_inspection(inspect_imageset(ds)))  # doctest: +SKIP
+        Images: 2870  (skipped 0)
+        ...
+    """
+    lines = [f"Images: {report['n']}  (skipped {report['skipped']['count']})"]
+    for source, reason in report["skipped"]["first"]:
+        lines.append(f"  skipped {_short(source)}: {reason}")
+
+    # Counts: one row per split, one column per class.
+    classes, counts = report["classes"], report["counts"]
+    width = max([len(c) for c in classes] + [7])
+    lines += ["", "Counts".ljust(8) + "".join(c.rjust(width + 2) for c in classes) + "total".rjust(9)]
+    for split, row in list(counts.items()) + [("total", {c: sum(r[c] for r in counts.values()) for c in classes})]:
+        lines.append(f"  {split:<6}" + "".join(str(row[c]).rjust(width + 2) for c in classes) + str(sum(row.values())).rjust(9))
+
+    sizes = report["sizes"]
+    if sizes:
+        lines += ["", f"Sizes: {sizes['distinct']} distinct, width {sizes['width'][0]}..{sizes['width'][1]}, "
+                      f"height {sizes['height'][0]}..{sizes['height'][1]}, {sizes['non_square']} not square"]
+        lines.append("  most common: " + ", ".join(f"{w}x{h} ({n})" for w, h, n in sizes["most_common"]))
+    if report["modes"]:
+        lines.append("Modes: " + ", ".join(f"{m} {n}" for m, n in report["modes"].items()))
+
+    header = ["groups", "redundant", "in-split", *SPLIT_PAIRS, "mixed-class"]
+    lines += ["", "Duplicates".ljust(18) + "".join(h.rjust(12) for h in header)]
+    for kind, label in (("exact", "exact"), ("near", f"near (<={report['near_threshold']} bits)")):
+        d = report["duplicates"][kind]
+        row = [d["groups"], d["redundant"], d["within_split"], *(d["across_splits"][p] for p in SPLIT_PAIRS), d["label_conflicts"]]
+        lines.append(f"  {label:<16}" + "".join(str(v).rjust(12) for v in row))
+
+    leaks = report["leaks"]
+    if leaks:
+        t, v = leaks["test_in_train_or_val"], leaks["val_in_train"]
+        lines += ["", f"Leaks: test images with a duplicate in train/val: {t['exact']} exact, {t['near']} near",
+                  f"       val images with a duplicate in train:       {v['exact']} exact, {v['near']} near"]
+        if t["exact"] + t["near"] + v["exact"] + v["near"]:
+            lines.append("       train with --dedupe to drop them (test images are never dropped)")
+
+    for kind in ("exact", "near"):
+        examples = report["duplicates"][kind]["examples"]
+        if examples:
+            lines += ["", f"Examples ({kind}):"]
+            lines += ["  " + "  =  ".join(f"[{m['split']}/{m['class']}] {_short(m['source'])}" for m in g) for g in examples]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ dedupe
+
+def dedupe(ds: ImageSet, near: bool = False, near_threshold: int = 4) -> tuple[ImageSet, dict]:
+    """Drop duplicates so that nothing the model trains or is selected on reappears in evaluation.
+
+    Rules, per group of duplicates (exact groups joined with near groups when ``near``): test images are
+    never dropped; val and train images that duplicate a test image are dropped; train images that
+    duplicate a val image are dropped; otherwise, within train and within val, the first of the group is
+    kept and the rest dropped.
+
+    Args:
+        ds: the data set.
+        near: also treat near duplicates (perceptual hash) as duplicates; exact ones always are.
+        near_threshold: see ``find_duplicates``.
+
+    Returns:
+        (reduced ImageSet, {"removed": n, "kept": n, "train": {"dup_of_test", "dup_of_val", "within_split"},
+        "val": {"dup_of_test", "within_split"}}).
+
+    Example:
+        >>> clean, removed = dedupe(ds)  # doctest: +SKIP
+        >>> removed["train"]  # doctest: +SKIP
+        {'dup_of_test': 88, 'dup_of_val': 0, 'within_split': 189}
+    """
+    n = len(ds)
+    splits = np.asarray(ds.splits).astype(str)
+    dups = find_duplicates(ds, near_threshold)
+    groups = dups["exact"] + (dups["near"] if near else [])
+    comp = _components(n, *_group_edges(groups))
+    has_test, has_val = _has_member_in(comp, splits == "test"), _has_member_in(comp, splits == "val")
+
+    def not_first(split: str) -> np.ndarray:
+        """Members of ``split`` that are not the first of their group within that split."""
+        idx = np.flatnonzero(splits == split)
+        first = np.zeros(n, dtype=bool)
+        first[idx[np.unique(comp[idx], return_index=True)[1]]] = True
+        return (splits == split) & ~first
+
+    is_train, is_val = splits == "train", splits == "val"
+    drop = {
+        "train": {
+            "dup_of_test": is_train & has_test,
+            "dup_of_val": is_train & ~has_test & has_val,
+            "within_split": not_first("train") & ~has_test & ~has_val,
+        },
+        "val": {"dup_of_test": is_val & has_test, "within_split": not_first("val") & ~has_test},
+    }
+    removed = np.zeros(n, dtype=bool)
+    for reasons in drop.values():
+        for mask in reasons.values():
+            removed |= mask
+    counts = {s: {r: int(m.sum()) for r, m in reasons.items()} for s, reasons in drop.items()}
+    return ds.subset(~removed), {"removed": int(removed.sum()), "kept": int(n - removed.sum()), **counts}

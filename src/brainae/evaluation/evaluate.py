@@ -1,0 +1,103 @@
+"""``evaluate(run_dir)``: held-out reconstruction metrics with 95% intervals, overall and per class."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from brainae.config import Config
+from brainae.data.load import load_data
+from brainae.data.types import ImageSet
+from brainae.errors import BrainaeError
+from brainae.evaluation.metrics import per_image_metrics, summarize
+from brainae.io import write_json
+from brainae.training.run import load_run
+
+METRICS = ("mse", "psnr", "ssim")
+
+
+@torch.no_grad()
+def reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Reconstructions (float32 (N, H, W) in [0, 1]) of uint8 images (N, H, W)."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[i:i + batch_size, None]).to(device).float() / 255.0
+        out.append(model(x).recon.float().cpu().numpy()[:, 0])
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], np.float32)
+
+
+@torch.no_grad()
+def image_metrics(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per-image MSE/PSNR/SSIM of the model's reconstructions of ``images`` (uint8 (N, H, W))."""
+    parts: dict[str, list] = {m: [] for m in METRICS}
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[i:i + batch_size, None]).float() / 255.0
+        recon = torch.from_numpy(reconstruct(model, images[i:i + batch_size], batch_size))[:, None]
+        for k, v in per_image_metrics(recon, x).items():
+            parts[k].append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def metrics_table(values: dict[str, np.ndarray], ds: ImageSet, seed: int = 0) -> dict:
+    """Summaries of per-image values: overall and per class."""
+    result = {"n": int(len(ds)), **{m: summarize(values[m], seed) for m in METRICS}, "per_class": {}}
+    for i, c in enumerate(ds.classes):
+        sel = ds.labels == i
+        if sel.any():
+            result["per_class"][c] = {"n": int(sel.sum()), **{m: summarize(values[m][sel], seed) for m in METRICS}}
+    return result
+
+
+def resolve_eval_data(cfg: Config, spec: Optional[str], split: str, progress: bool = True) -> ImageSet:
+    """The images of ``split``, preprocessed exactly as the run was trained (size, aspect, normalisation)."""
+    if split not in ("train", "val", "test"):
+        raise BrainaeError(f"--split must be train, val or test, not '{split}'")
+    data_cfg = dataclasses.replace(cfg.data, spec=spec or cfg.data.spec, dedupe=cfg.data.dedupe)
+    if spec and spec != cfg.data.spec:
+        data_cfg.limit = 0  # a different dataset: evaluate on all of its split
+    ds = load_data(data_cfg, progress=progress).split(split)
+    if len(ds) == 0:
+        raise BrainaeError(f"data '{data_cfg.spec}' has no images in the {split} split")
+    return ds
+
+
+def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test", progress: bool = True,
+             dataset: Optional[ImageSet] = None) -> dict:
+    """Evaluate a run's best checkpoint on ``split``; writes ``RUN_DIR/eval/<split>.json``.
+
+    data: a data spec other than the one trained on (same preprocessing is applied).
+    dataset: an already loaded split (the study passes it to avoid reloading).
+
+    Example:
+        >>> res = evaluate("runs/ae", split="test")  # doctest: +SKIP
+        >>> res["psnr"]["mean"], res["psnr"]["ci95"]  # doctest: +SKIP
+    """
+    model, cfg = load_run(run_dir)
+    ds = dataset if dataset is not None else resolve_eval_data(cfg, data, split, progress)
+    values = image_metrics(model, ds.images)
+    result = {
+        "run_dir": str(run_dir),
+        "model": cfg.model.name,
+        "data": data or cfg.data.spec,
+        "split": split,
+        **metrics_table(values, ds),
+    }
+    write_json(Path(run_dir) / "eval" / f"{split}.json", result)
+    return result
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Plain-text comparison table: one row per named result, mean [95% CI] per metric."""
+    header = f"{'model':<10}{'split':<7}{'n':>6}  {'MSE':<26}{'PSNR (dB)':<24}{'SSIM':<22}"
+    rows = [header, "-" * len(header)]
+    for name, r in results.items():
+        cells = []
+        for m, fmt in (("mse", "{:.5f}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}")):
+            v = r[m]
+            cells.append(f"{fmt.format(v['mean'])} [{fmt.format(v['ci95'][0])}, {fmt.format(v['ci95'][1])}]")
+        rows.append(f"{name:<10}{r['split']:<7}{r['n']:>6}  {cells[0]:<26}{cells[1]:<24}{cells[2]:<22}")
+    return "\n".join(rows)

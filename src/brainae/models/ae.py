@@ -1,0 +1,106 @@
+"""The study's plain autoencoder: conv encoder -> latent vector -> transposed-conv decoder, MSE loss."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from brainae.config import ModelConfig
+from brainae.errors import BrainaeError
+from brainae.models.blocks import down_block, up_block
+from brainae.models.output import ModelOutput
+from brainae.registry import register_model
+
+
+class ConvAE(nn.Module):
+    """Bottleneck autoencoder; depth, widths, kernel, stride, activation and norm are configurable.
+
+    Sub-modules have stable names for hooks: ``encoder.0`` .. ``encoder.{D-1}``, ``fc_enc``,
+    ``fc_dec``, ``decoder.0`` .. ``decoder.{D-1}``. The defaults are the study's AE.
+
+    Example:
+        >>> out = ConvAE(image_size=64)(torch.rand(2, 1, 64, 64))
+        >>> tuple(out.recon.shape), tuple(out.z.shape)
+        ((2, 1, 64, 64), (2, 512))
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 128,
+        in_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128, 256, 512),
+        latent_dim: int = 512,
+        kernel_size: int = 3,
+        stride: int = 2,
+        activation: str = "leaky_relu",
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        depth = len(channels)
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise BrainaeError(f"config key 'model.kernel_size' must be odd (3, 5, 7), got {kernel_size}")
+        if stride < 1 or image_size % (stride ** depth):
+            raise BrainaeError(
+                f"data.image_size {image_size} must be divisible by model.stride**depth = {stride}**{depth}; "
+                f"change the image size, the stride or the number of model.channels"
+            )
+        self.image_size, self.in_channels, self.latent_dim = image_size, in_channels, latent_dim
+        self.feature_size = image_size // stride ** depth  # 4 at 128 px with the study's 5 layers
+        self.feature_channels = channels[-1]
+        widths = [in_channels, *channels]
+        self.encoder = nn.Sequential(
+            *[down_block(widths[i], widths[i + 1], kernel_size, stride, norm, activation) for i in range(depth)]
+        )
+        flat = self.feature_channels * self.feature_size ** 2
+        self.fc_enc = self.make_latent_head(flat, latent_dim)
+        self.fc_dec = nn.Linear(latent_dim, flat)
+        rev = list(reversed(widths))  # 512, 256, 128, 64, 32, 1
+        self.decoder = nn.Sequential(*[
+            up_block(rev[i], rev[i + 1], stride, norm if i < depth - 1 else None, activation if i < depth - 1 else None)
+            for i in range(depth)
+        ])
+
+    def make_latent_head(self, flat: int, latent_dim: int) -> nn.Module:
+        return nn.Linear(flat, latent_dim)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(1)  # (B, C*f*f)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, latent_dim)."""
+        return self.fc_enc(self.features(x))
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc_dec(z).view(-1, self.feature_channels, self.feature_size, self.feature_size)
+        return self.decoder(h)  # (B, C, H, W), before the sigmoid
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.encode(x)
+        logits = self.decode_logits(z)
+        return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean squared error per pixel (the study's AE loss); ``loss`` is what gets minimised."""
+        mse = F.mse_loss(out.recon.float(), target.float())
+        return {"loss": mse, "mse": mse}
+
+
+def conv_kwargs(cfg: ModelConfig, image_size: int) -> dict:
+    return dict(
+        image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
+        latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size, stride=cfg.stride,
+        activation=cfg.activation, norm=cfg.norm,
+    )
+
+
+@register_model("ae")
+def build_ae(cfg: ModelConfig, image_size: int) -> ConvAE:
+    """The study's autoencoder (5 conv + BatchNorm + LeakyReLU, latent vector, 5 transposed convs)."""
+    return ConvAE(**conv_kwargs(cfg, image_size))

@@ -1,0 +1,73 @@
+"""The study's variational autoencoder: the AE backbone with mu / log-variance heads, BCE + KL loss."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from brainae.config import ModelConfig
+from brainae.models.ae import ConvAE, conv_kwargs
+from brainae.models.output import ModelOutput
+from brainae.registry import register_model
+
+
+class ConvVAE(ConvAE):
+    """z = mu + sigma * eps while training, z = mu in evaluation.
+
+    reduction "sum": BCE summed over pixels plus KL summed over latent units, per image (the study's
+    loss; the study also summed over the batch, so its logged value is this times the batch size).
+    reduction "mean": BCE per pixel plus beta * KL / pixels, comparable across image sizes.
+
+    Example:
+        >>> vae = ConvVAE(image_size=64, latent_dim=16).eval()
+        >>> vae.sample(3).shape
+        torch.Size([3, 1, 64, 64])
+    """
+
+    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.beta, self.reduction = beta, reduction
+
+    def make_latent_head(self, flat: int, latent_dim: int) -> nn.Module:
+        self.fc_mu = nn.Linear(flat, latent_dim)
+        self.fc_logvar = nn.Linear(flat, latent_dim)
+        return nn.Identity()  # fc_enc unused: the heads above replace it
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_dist(x)[0]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        mu, logvar = self.encode_dist(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        logits = self.decode_logits(z)
+        return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
+
+    def loss(self, out: ModelOutput, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = target.float()
+        batch, pixels = target.shape[0], target[0].numel()
+        # logits form: numerically safe, and allowed under mixed precision autocast
+        bce = F.binary_cross_entropy_with_logits(out.logits.float(), target, reduction="sum") / batch
+        kl = -0.5 * torch.sum(1 + out.logvar - out.mu.pow(2) - out.logvar.exp()) / batch
+        if self.reduction == "sum":
+            loss = bce + self.beta * kl
+        else:
+            loss = (bce + self.beta * kl) / pixels
+        mse = F.mse_loss(out.recon.float(), target)
+        return {"loss": loss, "bce": bce / pixels, "kl": kl, "mse": mse}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws from the standard normal prior."""
+        device = self.fc_dec.weight.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+
+@register_model("vae")
+def build_vae(cfg: ModelConfig, image_size: int) -> ConvVAE:
+    """The study's VAE (same backbone, mu/log-variance heads, BCE + KL)."""
+    return ConvVAE(beta=cfg.beta, reduction=cfg.vae_reduction, **conv_kwargs(cfg, image_size))

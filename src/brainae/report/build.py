@@ -1,0 +1,39 @@
+"""Render the study report: one self-contained HTML file (figures embedded), written atomically."""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from brainae.io import atomic_write_text
+from brainae.report.sections import build_sections
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["fmt"] = lambda v, f="{:.3f}": "n/a" if v is None else f.format(v)
+    return env
+
+
+def render_report(study: Any) -> str:
+    sections = build_sections(study)
+    env = _env()
+    bodies = [(s, env.get_template(f"sections/{s.id}.html.j2").render(s=s, **s.context)) for s in sections]
+    return env.get_template("report.html.j2").render(
+        title=study.title, sections=bodies, created=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        version=study.version,
+    )
+
+
+def write_report(study: Any, path: str | Path) -> Path:
+    """Render and write ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_text(path, render_report(study))
+    return path

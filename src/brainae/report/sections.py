@@ -1,0 +1,89 @@
+"""Report sections: each is one function (context -> Section) plus one template block.
+
+Add a section by decorating a function with ``@section(order)`` and writing
+``templates/sections/<id>.html.j2``; the report picks it up without other edits. A function
+returns None when it has nothing to show (for example no sweep was run).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from brainae.visualization.plots import figure_data_uri, loss_curves, reconstruction_grid, sample_grid
+
+
+@dataclass
+class Section:
+    id: str  # also the template name: templates/sections/<id>.html.j2
+    title: str
+    context: dict = field(default_factory=dict)
+
+
+_SECTIONS: list[tuple[int, Callable[[Any], Optional[Section]]]] = []
+
+
+def section(order: int) -> Callable:
+    def deco(fn: Callable[[Any], Optional[Section]]) -> Callable:
+        _SECTIONS.append((order, fn))
+        return fn
+
+    return deco
+
+
+def build_sections(study: Any) -> list[Section]:
+    """Every registered section that has something to show, in order."""
+    out = []
+    for _, fn in sorted(_SECTIONS, key=lambda t: t[0]):
+        s = fn(study)
+        if s is not None:
+            out.append(s)
+    return out
+
+
+@section(10)
+def data_section(study) -> Section:
+    ds = study.data
+    idx = study.examples
+    fig = sample_grid(ds.test.images[idx], [ds.test.classes[ds.test.labels[i]] for i in idx])
+    return Section("data", "Data", {"summary": study.data_summary, "grid": figure_data_uri(fig)})
+
+
+@section(20)
+def config_section(study) -> Section:
+    return Section("config", "Configuration", {"configs": study.configs, "preset": study.preset})
+
+
+@section(30)
+def training_section(study) -> Section:
+    fig = loss_curves(study.histories)
+    times = {m: r.get("seconds_per_epoch") for m, r in study.train_results.items()}
+    return Section("training", "Training", {"curves": figure_data_uri(fig), "train": study.train_results, "times": times})
+
+
+@section(40)
+def comparison_section(study) -> Section:
+    return Section("comparison", "Held-out comparison", {"results": study.eval_results, "classes": study.data.test.classes})
+
+
+@section(50)
+def reconstruction_section(study) -> Section:
+    idx = study.examples
+    test = study.data.test
+    titles = [test.classes[test.labels[i]] for i in idx]
+    fig = reconstruction_grid(test.images[idx], study.reconstructions, titles)  # recons of the examples
+    return Section("reconstructions", "Reconstructions", {"grid": figure_data_uri(fig), "n": len(idx)})
+
+
+def pick_examples(labels: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` test images, as many from each class as possible, chosen once per study."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in classes}
+    chosen: list[int] = []
+    while len(chosen) < min(n, len(labels)):
+        for c in classes:
+            if pools[c] and len(chosen) < n:
+                chosen.append(int(pools[c].pop()))
+    return np.array(sorted(chosen, key=lambda i: (labels[i], i)))

@@ -1,0 +1,98 @@
+"""``run_study``: the main job. Train AE and VAE on the same data and split, evaluate both on the
+test split, and write ``report.html`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional
+
+import numpy as np
+
+from brainae.config import Config, build_config, to_dict
+from brainae.data.load import load_data
+from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
+from brainae.io import write_json
+from brainae.report.build import write_report
+from brainae.report.sections import pick_examples
+from brainae.training.callbacks import read_history
+from brainae.training.run import load_run
+from brainae.training.train import data_summary, train
+
+STUDY_MODELS = ("ae", "vae")
+
+
+@dataclass
+class StudyContext:
+    """Everything the report's sections read; filled in as the study runs."""
+
+    title: str
+    preset: str
+    data: SimpleNamespace  # .full and .test ImageSets
+    data_summary: dict
+    configs: dict[str, dict] = field(default_factory=dict)
+    train_results: dict[str, dict] = field(default_factory=dict)
+    histories: dict[str, list[dict]] = field(default_factory=dict)
+    eval_results: dict[str, dict] = field(default_factory=dict)
+    reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
+    examples: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    version: str = field(default_factory=lambda: metadata.version("brainae"))
+
+
+def study_configs(data: Optional[str], preset: str, config_file: Optional[str], overrides: list[str],
+                  models=STUDY_MODELS, **flat) -> dict[str, Config]:
+    cfgs = {m: build_config(m, preset=preset, config_file=config_file, overrides=overrides, data=data, **flat)
+            for m in models}
+    first = next(iter(cfgs.values())).data
+    for m, c in cfgs.items():
+        if c.data != first:
+            raise ValueError(f"data settings of {m} differ from the others; the study compares on one split")
+    return cfgs
+
+
+def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "quick", config_file: Optional[str] = None,
+              overrides: Optional[list[str]] = None, progress: bool = True, n_examples: int = 8, **flat) -> dict:
+    """Train, evaluate and report; returns the summary written to ``summary.json``.
+
+    Example:
+        >>> summary = run_study("study", data="phantom:300", preset="quick")  # doctest: +SKIP
+        >>> summary["models"]["ae"]["test"]["psnr"]["mean"]  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    cfgs = study_configs(data, preset, config_file, overrides or [], **flat)
+    for c in cfgs.values():
+        c.train.progress = progress
+    data_cfg = next(iter(cfgs.values())).data
+    full = load_data(data_cfg, progress=progress)  # loaded once: both models see the same split
+    test = full.split("test")
+    ctx = StudyContext(
+        title=f"brainae study: AE vs VAE on {data_cfg.spec}", preset=preset,
+        data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full),
+    )
+    ctx.examples = pick_examples(test.labels, n=n_examples, seed=data_cfg.seed)
+    for name, cfg in cfgs.items():
+        print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {ctx.data_summary['counts']['train'] and sum(ctx.data_summary['counts']['train'].values())} training images)")
+        run_dir = out / "runs" / name
+        ctx.train_results[name] = train(cfg, run_dir, overwrite=True, data=full)
+        ctx.configs[name] = to_dict(cfg)
+        ctx.histories[name] = read_history(run_dir / "history.csv")
+        ctx.eval_results[name] = evaluate(run_dir, split="test", dataset=test)
+        model, _ = load_run(run_dir)
+        ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
+    print(format_table(ctx.eval_results))
+    report = write_report(ctx, out / "report.html")
+    summary = {
+        "data": ctx.data_summary,
+        "preset": preset,
+        "split": "test",
+        "report": str(report),
+        "models": {
+            m: {"run_dir": ctx.train_results[m]["run_dir"], "train": ctx.train_results[m], "test": ctx.eval_results[m]}
+            for m in cfgs
+        },
+    }
+    write_json(out / "summary.json", summary)
+    print(f"report: {report}")
+    return summary

@@ -1,0 +1,64 @@
+"""The one LightningModule: it trains any registered model through the model's own ``loss``."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+
+from brainae.config import Config, from_dict, to_dict
+from brainae.models import build_model
+
+
+class AutoencoderModule(L.LightningModule):
+    """Loss, metrics and optimiser around a plain network; the network never imports Lightning.
+
+    Batches are ``(uint8 images (B, 1, H, W), labels)``: converting to float after the transfer
+    moves four times fewer bytes to the GPU.
+    """
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})  # the resolved config lives in every checkpoint
+        self.cfg: Config = from_dict(config)
+        self.model = build_model(self.cfg.model, self.cfg.data.image_size)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "AutoencoderModule":
+        return cls(to_dict(cfg))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        return images.float().div_(255.0), labels
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, _ = batch
+        out = self.model(x)
+        terms = self.model.loss(out, x)
+        loss = terms["loss"]
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(x), sync_dist=True)
+        for name, value in terms.items():
+            if name != "loss":
+                self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+        if stage == "val":
+            mse = terms["mse"].clamp_min(1e-12)
+            self.log("val_psnr", -10 * torch.log10(mse), on_epoch=True, batch_size=len(x), sync_dist=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not math.isfinite(float(loss.detach())):
+            # a diverged run cannot recover; stopping saves the remaining epochs (sweeps record why)
+            self.trainer.should_stop = True
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)

@@ -1,0 +1,187 @@
+"""``train(cfg, out_dir)``: one run, read top to bottom. Importable; the CLI, study and sweeps call it.
+
+A run folder describes itself:
+    config.yaml      the resolved config (also inside every checkpoint)
+    env.json         package versions, device, threads
+    data.json        the data it saw: counts per split and class, skipped files
+    history.csv      one row per epoch: train and validation loss, validation PSNR, seconds
+    checkpoints/     last.ckpt and best.ckpt (lowest validation loss)
+    metrics.json     best epoch, best validation loss, time per epoch
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from brainae.config import Config, save_config
+from brainae.data.load import load_data
+from brainae.data.types import ImageSet
+from brainae.errors import BrainaeError
+from brainae.io import write_json
+from brainae.training.callbacks import HistoryCSV, read_history
+from brainae.training.module import AutoencoderModule
+
+PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
+
+
+def quiet_lightning() -> None:
+    """Lightning's banner lines (GPU available, TPU available, ...) drown the progress bar."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def environment(trainer: Optional[L.Trainer] = None) -> dict:
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "packages": versions,
+    }
+    if trainer is not None:
+        env["accelerator"] = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+        env["devices"] = trainer.num_devices
+        env["precision"] = str(trainer.precision)
+    return env
+
+
+def data_summary(ds: ImageSet) -> dict:
+    """Counts per split and class, for run folders and reports."""
+    counts = {
+        s: {c: int(((ds.splits == s) & (ds.labels == i)).sum()) for i, c in enumerate(ds.classes)}
+        for s in ("train", "val", "test")
+    }
+    return {
+        "description": ds.description,
+        "classes": ds.classes,
+        "n": len(ds),
+        "counts": counts,
+        "image_shape": list(ds.images.shape[1:]),
+        "has_masks": ds.masks is not None,
+        "skipped": len(ds.skipped),
+    }
+
+
+def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
+    def tensors(split: str) -> TensorDataset:
+        part = ds.split(split)
+        return TensorDataset(torch.from_numpy(part.images[:, None].copy()), torch.from_numpy(part.labels))
+
+    train, val = tensors("train"), tensors("val")
+    # BatchNorm cannot normalise a batch of one image: drop a last batch of size 1.
+    drop_last = len(train) % batch_size == 1
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
+    return (
+        DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=g, **kw),
+        DataLoader(val, batch_size=max(batch_size, 64), shuffle=False, **kw),
+    )
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    data: Optional[ImageSet] = None,
+    callbacks: Optional[list] = None,
+) -> dict:
+    """Train ``cfg.model`` on ``cfg.data`` and write a self-describing run folder.
+
+    data: an already loaded ImageSet (the study loads once for both models).
+    callbacks: extra Lightning callbacks (sweeps add a pruning callback).
+    Returns metrics.json's content plus ``run_dir``.
+
+    Example:
+        >>> cfg = build_config("ae", preset="quick", data="phantom:200", epochs=1)  # doctest: +SKIP
+        >>> train(cfg, "runs/ae")["best_val_loss"]  # doctest: +SKIP
+    """
+    quiet_lightning()
+    out = Path(out_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise BrainaeError(f"nothing to resume in {out}: no checkpoints/last.ckpt; drop --resume to start afresh")
+    occupied = not resume and out.exists() and any(out.iterdir())
+    if occupied and not overwrite:
+        raise BrainaeError(f"{out} already holds files; pass --resume to continue it or choose a new --out")
+    # data errors surface before anything on disk changes
+    ds = data if data is not None else load_data(cfg.data, progress=cfg.train.progress)
+    if occupied:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    save_config(cfg, out / "config.yaml")
+    write_json(out / "data.json", data_summary(ds))
+    if ds.skipped:
+        (out / "skipped.txt").write_text("".join(f"{s}\t{r}\n" for s, r in ds.skipped))
+        print(f"skipped {len(ds.skipped)} unreadable file(s); list in {out / 'skipped.txt'}")
+
+    module = AutoencoderModule.from_config(cfg)
+    train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
+    best = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
+        save_top_k=1, save_last=True, enable_version_counter=False,
+    )  # Lightning writes checkpoints atomically (temp file, then rename)
+    trainer = L.Trainer(
+        max_epochs=cfg.train.epochs,
+        accelerator=cfg.train.accelerator,
+        devices=cfg.train.devices,
+        strategy="ddp" if cfg.train.devices > 1 else "auto",
+        precision=cfg.train.precision,
+        callbacks=[best, HistoryCSV(out / "history.csv"), *(callbacks or [])],
+        logger=False,
+        enable_progress_bar=cfg.train.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=out,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    seconds = time.perf_counter() - start
+
+    write_json(out / "env.json", environment(trainer))
+    history = read_history(out / "history.csv")
+    val = np.array([r["val_loss"] for r in history], dtype=float)
+    finite = np.isfinite(val)
+    best_i = int(np.nanargmin(np.where(finite, val, np.inf))) if finite.any() else -1
+    metrics = {
+        "model": cfg.model.name,
+        "epochs": len(history),
+        "best_epoch": int(history[best_i]["epoch"]) if best_i >= 0 else None,
+        "best_val_loss": float(val[best_i]) if best_i >= 0 else None,
+        "best_val_psnr": float(history[best_i]["val_psnr"]) if best_i >= 0 else None,
+        "diverged": bool(history) and not bool(np.isfinite(val[-1])),
+        "seconds": round(seconds, 2),
+        "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 3) if history else None,
+        "n_train": int((ds.splits == "train").sum()),
+        "n_val": int((ds.splits == "val").sum()),
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+    }
+    write_json(out / "metrics.json", metrics)
+    return {**metrics, "run_dir": str(out)}
