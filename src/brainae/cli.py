@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "images within and across splits (leaks).")
     q.add_argument("spec", metavar="SPEC", help=DATA_HELP)
     q.add_argument("--image-size", type=int, default=128, help="size used for near-duplicate hashing (default 128)")
-    q.add_argument("--near-threshold", type=int, default=4, help="max Hamming distance of 64-bit hashes (default 4)")
+    q.add_argument("--near-threshold", type=int, default=2,
+                   help="max Hamming distance of 64-bit perceptual hashes for near duplicates (default 2; "
+                        "4 also groups neighbouring slices of one series)")
     q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_inspect)

@@ -92,12 +92,12 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
 
 def format_table(results: dict[str, dict]) -> str:
     """Plain-text comparison table: one row per named result, mean [95% CI] per metric."""
-    header = f"{'model':<10}{'split':<7}{'n':>6}  {'MSE':<26}{'PSNR (dB)':<24}{'SSIM':<22}"
+    header = f"{'model':<10}{'split':<7}{'n':>6}  {'MSE':<28}{'PSNR (dB)':<24}{'SSIM':<24}"
     rows = [header, "-" * len(header)]
     for name, r in results.items():
         cells = []
         for m, fmt in (("mse", "{:.5f}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}")):
             v = r[m]
             cells.append(f"{fmt.format(v['mean'])} [{fmt.format(v['ci95'][0])}, {fmt.format(v['ci95'][1])}]")
-        rows.append(f"{name:<10}{r['split']:<7}{r['n']:>6}  {cells[0]:<26}{cells[1]:<24}{cells[2]:<22}")
+        rows.append(f"{name:<10}{r['split']:<7}{r['n']:>6}  {cells[0]:<28}{cells[1]:<24}{cells[2]:<24}")
     return "\n".join(rows)
