@@ -194,7 +194,11 @@ def build_config(
     if preset:
         apply_dict(cfg, load_preset(preset, model))
     if config_file:
-        apply_dict(cfg, read_yaml(config_file))
+        try:
+            apply_dict(cfg, read_yaml(config_file))
+        except BrainaeError as e:
+            msg = str(e)
+            raise BrainaeError(msg if config_file in msg else f"{config_file}: {msg}") from None
     cfg.model.name = model
     flat_keys = {
         "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",

@@ -4,15 +4,16 @@ test split, and write ``report.html`` and ``summary.json``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 
+from brainae import __version__
 from brainae.config import Config, build_config, to_dict
 from brainae.data.load import load_data
+from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
 from brainae.report.build import write_report
@@ -38,7 +39,7 @@ class StudyContext:
     eval_results: dict[str, dict] = field(default_factory=dict)
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
     examples: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
-    version: str = field(default_factory=lambda: metadata.version("brainae"))
+    version: str = __version__
 
 
 def study_configs(data: Optional[str], preset: str, config_file: Optional[str], overrides: list[str],
@@ -48,7 +49,7 @@ def study_configs(data: Optional[str], preset: str, config_file: Optional[str], 
     first = next(iter(cfgs.values())).data
     for m, c in cfgs.items():
         if c.data != first:
-            raise ValueError(f"data settings of {m} differ from the others; the study compares on one split")
+            raise BrainaeError(f"data settings of {m} differ from the others; the study compares models on one split")
     return cfgs
 
 

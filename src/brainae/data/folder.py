@@ -27,7 +27,10 @@ def _class_dirs(root: Path) -> list[Path]:
 
 def _split_dirs(root: Path) -> dict[str, Path]:
     found = {SPLIT_NAMES[p.name.lower()]: p for p in _class_dirs(root) if p.name.lower() in SPLIT_NAMES}
-    return found if "train" in found else {}
+    if found and "train" not in found:
+        names = ", ".join(p.name for p in found.values())
+        raise BrainaeError(f"{root} has split folders ({names}) but no Training/train folder; add one or point at a folder of classes")
+    return found
 
 
 def _open_lazily(path: Path):

@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
+from brainae import __version__
 from brainae.config import Config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet
@@ -46,8 +47,8 @@ def quiet_lightning() -> None:
 
 
 def environment(trainer: Optional[L.Trainer] = None) -> dict:
-    versions = {}
-    for p in PACKAGES:
+    versions = {"brainae": __version__}
+    for p in PACKAGES[1:]:
         try:
             versions[p] = metadata.version(p)
         except metadata.PackageNotFoundError:
