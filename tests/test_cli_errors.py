@@ -217,3 +217,19 @@ def test_python_dash_m_brainae(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("brainae: error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_config_file_error_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "exp.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    assert main(["train", "--config", str(bad), "--data", "phantom:40", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "exp.yaml" in err and "train.epochz" in err
+
+
+def test_split_folders_without_train_are_refused(tmp_path, capsys):
+    for split in ("val", "test"):
+        d = tmp_path / "data" / split / "a"
+        d.mkdir(parents=True)
+    assert main(["data", "inspect", str(tmp_path / "data"), "--no-progress"]) == 2
+    assert "no Training/train folder" in capsys.readouterr().err
