@@ -90,3 +90,10 @@ def test_same_seed_same_result(tmp_path):
     a = train(tiny_config(epochs=1), tmp_path / "a")
     b = train(tiny_config(epochs=1), tmp_path / "b")
     assert a["best_val_loss"] == pytest.approx(b["best_val_loss"], rel=1e-5)
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
+    result = train(tiny_config(epochs=1, **{"train.precision": "bf16-mixed"}), tmp_path / "bf16")
+    assert np.isfinite(result["best_val_loss"])
+    env = (tmp_path / "bf16" / "env.json").read_text()
+    assert "bf16" in env

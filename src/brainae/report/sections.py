@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from brainae.data.inspect import inspect_imageset
 from brainae.visualization.plots import figure_data_uri, loss_curves, reconstruction_grid, sample_grid
 
 
@@ -47,7 +48,9 @@ def data_section(study) -> Section:
     ds = study.data
     idx = study.examples
     fig = sample_grid(ds.test.images[idx], [ds.test.classes[ds.test.labels[i]] for i in idx])
-    return Section("data", "Data", {"summary": study.data_summary, "grid": figure_data_uri(fig)})
+    dup = inspect_imageset(ds.full, near_threshold=2)
+    return Section("data", "Data", {"summary": study.data_summary, "grid": figure_data_uri(fig),
+                                    "duplicates": dup["duplicates"]["exact"], "leaks": dup["leaks"]})
 
 
 @section(20)

@@ -34,8 +34,9 @@ def loss_curves(histories: dict[str, list[dict]]) -> Figure:
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.6), squeeze=False)
     for ax, (name, rows) in zip(axes[0], histories.items()):
         epochs = [r["epoch"] for r in rows]
-        ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
-        ax.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation")
+        ms = 4 if len(epochs) <= 20 else 0  # markers help short runs and clutter long ones
+        ax.plot(epochs, [r["train_loss"] for r in rows], "o-", ms=ms, label="train")
+        ax.plot(epochs, [r["val_loss"] for r in rows], "s-", ms=ms, label="validation")
         ax.set_title(name.upper())
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
