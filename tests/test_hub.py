@@ -227,3 +227,22 @@ def test_other_errors_propagate(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", broken)
     with pytest.raises(RuntimeError, match="something else"):
         hub_items("x/y")
+
+
+def test_hf_spec_end_to_end_through_load_data(tmp_path, monkeypatch):
+    """`--data hf:...` goes through the same loader, the cache, and keeps the source's test split."""
+    from brainae.config import DataConfig
+    from brainae.data.load import load_data
+
+    monkeypatch.setenv("BRAINAE_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    feats = Features({"image": datasets.Image(), "label": ClassLabel(names=CLASSES)})
+    for split, n in (("train", 30), ("test", 9)):
+        imgs = [Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)) for _ in range(n)]
+        ds = Dataset.from_dict({"image": imgs, "label": [i % 3 for i in range(n)]}, features=feats)
+        ds.to_parquet(str(tmp_path / "pq" / "data" / f"{split}-00000-of-00001.parquet"))
+    data = load_data(DataConfig(spec=f"hf:{tmp_path / 'pq'}", image_size=16), progress=False)
+    assert data.classes == CLASSES and data.images.shape == (39, 16, 16)
+    assert (data.splits == "test").sum() == 9  # the source's test split, untouched
+    assert (data.splits == "val").sum() >= 3 and all(s.startswith("hf:") for s in data.sources)
+    assert all(s.split("/")[-2] == "test" for s, sp in zip(data.sources, data.splits) if sp == "test")

@@ -97,3 +97,20 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     assert np.isfinite(result["best_val_loss"])
     env = (tmp_path / "bf16" / "env.json").read_text()
     assert "bf16" in env
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """--devices 2 re-launches the command per rank; only rank 0 writes the run folder."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "brainae", "train", "--data", "phantom:120", "--accelerator", "cpu", "--devices", "2",
+           "--epochs", "1", "--image-size", "32", "--set", "model.channels=[8,16,32]", "--set", "model.latent_dim=16",
+           "--no-progress", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("trained ae") == 1
+    env = (out / "env.json").read_text()
+    assert '"devices": 2' in env
+    assert len(list(csv.DictReader(open(out / "history.csv")))) == 1

@@ -59,6 +59,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = build_config(args.model, args.preset, args.config, args.overrides, data=args.data, **_flat(args))
     cfg.train.progress = not args.no_progress
     result = train(cfg, args.out, resume=args.resume)
+    if "epochs" not in result:  # a DDP worker process: rank 0 reports
+        return
     print(f"trained {cfg.model.name} for {result['epochs']} epochs: best validation loss {result['best_val_loss']:.5g} "
           f"at epoch {result['best_epoch']}; run folder {args.out}")
 

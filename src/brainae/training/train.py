@@ -11,6 +11,7 @@ A run folder describes itself:
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
 import time
@@ -128,7 +129,10 @@ def train(
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise BrainaeError(f"nothing to resume in {out}: no checkpoints/last.ckpt; drop --resume to start afresh")
-    occupied = not resume and out.exists() and any(out.iterdir())
+    # With DDP, Lightning re-runs this command in one process per extra GPU (LOCAL_RANK > 0);
+    # those processes join the run that rank 0 has set up and leave the folder to it.
+    child = int(os.environ.get("LOCAL_RANK", "0")) > 0
+    occupied = not resume and not child and out.exists() and any(out.iterdir())
     if occupied and not overwrite:
         raise BrainaeError(f"{out} already holds files; pass --resume to continue it or choose a new --out")
     # data errors surface before anything on disk changes
@@ -137,9 +141,10 @@ def train(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    save_config(cfg, out / "config.yaml")
-    write_json(out / "data.json", data_summary(ds))
-    if ds.skipped:
+    if not child:
+        save_config(cfg, out / "config.yaml")
+        write_json(out / "data.json", data_summary(ds))
+    if ds.skipped and not child:
         (out / "skipped.txt").write_text("".join(f"{s}\t{r}\n" for s, r in ds.skipped))
         print(f"skipped {len(ds.skipped)} unreadable file(s); list in {out / 'skipped.txt'}")
 
@@ -165,6 +170,8 @@ def train(
     start = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return {"run_dir": str(out)}
 
     write_json(out / "env.json", environment(trainer))
     history = read_history(out / "history.csv")
