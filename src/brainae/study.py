@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class StudyContext:
     eval_results: dict[str, dict] = field(default_factory=dict)
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
     examples: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    models: dict[str, Any] = field(default_factory=dict)  # trained networks (eval mode), for analysis sections
+    run_dirs: dict[str, Path] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # results of later study steps, keyed by step
+    out_dir: Path = Path(".")
     version: str = __version__
 
 
@@ -70,17 +74,19 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
     test = full.split("test")
     ctx = StudyContext(
         title=f"brainae study: AE vs VAE on {data_cfg.spec}", preset=preset,
-        data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full),
+        data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full), out_dir=out,
     )
     ctx.examples = pick_examples(test.labels, n=n_examples, seed=data_cfg.seed)
     for name, cfg in cfgs.items():
-        print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {ctx.data_summary['counts']['train'] and sum(ctx.data_summary['counts']['train'].values())} training images)")
+        n_train = sum(ctx.data_summary["counts"]["train"].values())
+        print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {n_train} training images)")
         run_dir = out / "runs" / name
         ctx.train_results[name] = train(cfg, run_dir, overwrite=True, data=full)
         ctx.configs[name] = to_dict(cfg)
         ctx.histories[name] = read_history(run_dir / "history.csv")
         ctx.eval_results[name] = evaluate(run_dir, split="test", dataset=test)
         model, _ = load_run(run_dir)
+        ctx.models[name], ctx.run_dirs[name] = model, run_dir
         ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
     print(format_table(ctx.eval_results))
     report = write_report(ctx, out / "report.html")
