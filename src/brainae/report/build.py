@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,10 @@ from brainae.io import atomic_write_text
 from brainae.report.sections import build_sections
 
 TEMPLATES = Path(__file__).parent / "templates"
+# Modules whose @section functions make up the report; a capability adds its module here.
+SECTION_MODULES = [
+    "brainae.report.sections",
+]
 
 
 def _env() -> jinja2.Environment:
@@ -23,6 +28,8 @@ def _env() -> jinja2.Environment:
 
 
 def render_report(study: Any) -> str:
+    for name in SECTION_MODULES:
+        importlib.import_module(name)  # registers its sections
     sections = build_sections(study)
     env = _env()
     bodies = [(s, env.get_template(f"sections/{s.id}.html.j2").render(s=s, **s.context)) for s in sections]
