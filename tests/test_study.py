@@ -44,7 +44,7 @@ def test_evaluate_on_another_dataset_writes_json(study_dir, capsys):
     code = main(["evaluate", str(run), "--data", "phantom:60", "--split", "val", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "PSNR" in out and "val" in out
+    assert "PSNR" in out and "val" in out and "no_tumor" in out and "tumor " in out  # overall and per class
     result = json.loads((run / "eval" / "val.json").read_text())
     assert result["data"] == "phantom:60" and result["n"] > 0
     direct = evaluate(run, data="phantom:60", split="val", progress=False)

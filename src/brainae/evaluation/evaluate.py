@@ -90,6 +90,16 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
     return result
 
 
+def format_per_class(result: dict) -> str:
+    """Per-class lines of one evaluation: n and PSNR / SSIM with their intervals."""
+    rows = []
+    for c, r in result["per_class"].items():
+        p, s = r["psnr"], r["ssim"]
+        rows.append(f"  {c:<22}n={r['n']:<5} PSNR {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]"
+                    f"  SSIM {s['mean']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]")
+    return "\n".join(rows)
+
+
 def format_table(results: dict[str, dict]) -> str:
     """Plain-text comparison table: one row per named result, mean [95% CI] per metric."""
     header = f"{'model':<10}{'split':<7}{'n':>6}  {'MSE':<28}{'PSNR (dB)':<24}{'SSIM':<24}"
