@@ -114,3 +114,21 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     env = (out / "env.json").read_text()
     assert '"devices": 2' in env
     assert len(list(csv.DictReader(open(out / "history.csv")))) == 1
+
+
+def test_ctrl_c_keeps_finished_epochs_and_resumes(tmp_path):
+    """An interrupt mid-run leaves last.ckpt of the finished epoch; --resume continues from it."""
+    import lightning as L
+
+    class InterruptAfterFirstEpoch(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(epochs=3), out, callbacks=[InterruptAfterFirstEpoch()])
+    assert torch.load(out / "checkpoints/last.ckpt", weights_only=False)["epoch"] == 0
+    assert not list(out.rglob("*.tmp"))
+    train(tiny_config(epochs=3), out, resume=True)
+    assert [int(r["epoch"]) for r in csv.DictReader(open(out / "history.csv"))] == [1, 2, 3]

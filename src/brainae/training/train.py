@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import time
 import warnings
 from importlib import metadata
@@ -168,7 +169,15 @@ def train(
         default_root_dir=out,
     )
     start = time.perf_counter()
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    try:
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    except SystemExit:
+        # Lightning answers Ctrl-C with sys.exit(1) after a clean shutdown; callers (CLI, sweeps)
+        # need to know it was an interruption, and checkpoints of finished epochs are intact.
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
+            raise KeyboardInterrupt from None
+        raise
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return {"run_dir": str(out)}
