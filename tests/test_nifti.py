@@ -178,3 +178,21 @@ def test_errors_are_one_line(tmp_path):
         with pytest.raises(BrainaeError) as e:
             call()
         assert expected.strip() in str(e.value) and "\n" not in str(e.value)
+
+
+def test_nifti_spec_end_to_end_through_load_data(tmp_path, monkeypatch):
+    """`--data nifti:FOLDER` and `--data file.nii.gz`: slices preprocessed, skips counted, splits carved."""
+    from brainae.config import DataConfig
+    from brainae.data.load import load_data
+
+    monkeypatch.setenv("BRAINAE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "scans"
+    for i in range(4):
+        _save(_volume(i), root / ("glioma" if i % 2 else "healthy") / f"s{i}.nii.gz")
+    (root / "healthy" / "broken.nii").write_bytes(b"not nifti")
+    ds = load_data(DataConfig(spec=f"nifti:{root}", image_size=16), progress=False)
+    assert ds.images.shape == (24, 16, 16) and ds.classes == ["glioma", "healthy"]
+    assert [s for s, _ in ds.skipped] == [str(root / "healthy" / "broken.nii")]
+    assert set(ds.splits) == {"train", "val", "test"} and ds.images.max() > 100
+    single = load_data(DataConfig(spec=str(root / "glioma" / "s1.nii.gz"), image_size=16), progress=False)
+    assert len(single) == 6 and single.classes == ["volume"]
