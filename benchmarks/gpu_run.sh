@@ -14,7 +14,7 @@ python3 benchmarks/train_real.py --data "$DATA" --epochs 2 --accelerator "$ACCEL
 python3 benchmarks/train_real.py --data "$DATA" --epochs 2 --accelerator "$ACCEL" --precision bf16-mixed --tag "$TAG-bf16" ${BENCH_FLAGS:-} >/dev/null
 tail -n 3 "$OUT"/train_real_*.json
 STUDY=${STUDY_DIR:-$OUT/study_seed}
-python3 -m brainae study --preset seed --data "$DATA" --accelerator "$ACCEL" --no-progress --out "$STUDY" "$@"
+python3 -m brainae study --preset seed --no-sweep --data "$DATA" --accelerator "$ACCEL" --no-progress --out "$STUDY" "$@"
 [ "$STUDY" = "$OUT/study_seed" ] && exit 0
 cp "$STUDY/summary.json" "$OUT/study_seed_summary.json"
 cp "$STUDY/report.html" "$OUT/study_seed_report.html"

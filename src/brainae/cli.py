@@ -32,15 +32,34 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device (default auto)")
     p.add_argument("--devices", type=int, help="number of GPUs; more than one trains with DDP")
     p.add_argument("--dedupe", action="store_true", default=None, help="drop duplicate images that would leak into validation/test")
+    p.add_argument("--noise", metavar="SPEC",
+                   help="train as a denoiser: noisy input, clean target, noise drawn afresh per batch "
+                        "(gaussian:0.3, rician:0.1, salt_pepper:0.05, poisson:0.1; several levels, e.g. "
+                        "gaussian:0.1,0.2,0.3, give each image a random one); --model dae defaults to gaussian:0.3")
+    p.add_argument("--normal-only", metavar="CLASS",
+                   help="train and validate on this class only (e.g. no_tumor), for anomaly detection; test split unchanged")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+def _analysis_args(p: argparse.ArgumentParser, out_default: str, many: bool = True,
+                   example: str = "study/runs/ae study/runs/vae") -> None:
+    """RUN_DIR(s), --data, --out and --no-progress: shared by the commands that analyse trained runs."""
+    if many:
+        p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help=f"one or more run folders (e.g. {example})")
+    else:
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
+    p.add_argument("--data", metavar="SPEC", help="test images from another dataset (the run's preprocessing is applied)")
+    p.add_argument("--out", metavar="DIR", help=f"output folder (default: {out_default})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
 def _flat(args: argparse.Namespace) -> dict:
     return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
                 limit=args.limit, seed=args.seed, precision=args.precision, devices=args.devices,
-                accelerator=args.accelerator, image_size=args.image_size, dedupe=args.dedupe)
+                accelerator=args.accelerator, image_size=args.image_size, dedupe=args.dedupe,
+                noise=args.noise, normal_only=args.normal_only)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -78,7 +97,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from brainae.study import run_study
 
     run_study(args.out, data=args.data, preset=args.preset, config_file=args.config, overrides=args.overrides,
-              progress=not args.no_progress, **{k: v for k, v in _flat(args).items() if k != "data"})
+              progress=not args.no_progress, sweep=args.sweep, **{k: v for k, v in _flat(args).items() if k != "data"})
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -93,6 +112,64 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if args.json:
         write_json(args.json, report)
         print(f"written: {args.json}")
+
+
+def cmd_layers(args: argparse.Namespace) -> None:
+    from brainae.visualization.runs import run_layers
+
+    result = run_layers(args.run_dirs, args.out, data=args.data, images=args.images, pick=args.pick,
+                        progress=not args.no_progress)
+    for m, rows in result["models"].items():
+        print(f"{m.upper()}: " + ", ".join(f"{r['layer']} {'x'.join(map(str, r['shape']))}" for r in rows))
+    print(f"written: {len(result['figures'])} figures and layers.json in {result['out_dir']}")
+
+
+def cmd_latent(args: argparse.Namespace) -> None:
+    from brainae.visualization.runs import run_latent
+
+    result = run_latent(args.run_dirs, args.out, data=args.data, progress=not args.no_progress)
+    for m, r in result["models"].items():
+        ev = r["explained_variance"]
+        print(f"{m.upper()}: latent {r['latent_dim']}, PC1 {ev[0]:.1%}, top {len(ev)} PCs {sum(ev):.1%} of the variance")
+    print(f"written: {len(result['figures'])} figures and latent.json in {result['out_dir']}")
+
+
+def cmd_denoise(args: argparse.Namespace) -> None:
+    from brainae.evaluation.denoise import format_denoise_table, parse_baselines, run_denoise
+
+    result = run_denoise(args.run_dirs, data=args.data, noise=args.noise, baselines=parse_baselines(args.baselines),
+                         out=args.out, limit=args.limit, seed=args.seed, progress=not args.no_progress)
+    print(format_denoise_table(result))
+    print(f"written: denoise.json and figures in {result['out_dir']}")
+
+
+def cmd_anomaly(args: argparse.Namespace) -> None:
+    from brainae.evaluation.anomaly import format_anomaly, run_anomaly
+
+    result = run_anomaly(args.run_dir, data=args.data, normal=args.normal, out=args.out, progress=not args.no_progress)
+    print(format_anomaly(result))
+    print(f"written: anomaly.json and figures in {result['out_dir']}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from brainae.sweeps.command import format_summary, sweep_setup
+    from brainae.sweeps.runner import run_sweep
+
+    cfg, opts = sweep_setup(
+        args.model, args.out, data=args.data, preset=args.preset, config_file=args.config, overrides=args.overrides,
+        space=args.space, epochs=args.epochs, limit=args.limit, image_size=args.image_size,
+        accelerator=args.accelerator, trials=args.trials, timeout=args.timeout, sampler=args.sampler,
+        pruner=args.pruner, storage=args.storage, study_name=args.study, workers=args.workers, seed=args.seed,
+        wandb=args.wandb, quiet=args.no_progress,
+    )
+    try:
+        summary = run_sweep(cfg, opts)
+    except KeyboardInterrupt:
+        print("brainae: interrupted; finished trials are stored (the running one is marked failed); "
+              "run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+    print(format_summary(summary))
+    print(f"written: {Path(args.out) / 'sweep.json'} and sweep_*.png")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -118,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the study's AE and VAE on the same data and split, evaluate both on the "
                                    "test split and write DIR/report.html and DIR/summary.json.")
     _config_args(p, "quick")
+    p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                   help="search hyperparameters before training (default on): --preset seed runs the study's sweeps "
+                        "(17 AE, 61 VAE trials) and trains with the best; quick runs 3 one-epoch trials per model "
+                        "for the report only. Results in DIR/sweeps/; a rerun resumes them")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html, summary.json, runs/)")
     p.set_defaults(func=cmd_study)
 
@@ -150,6 +231,110 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("layers", help="what every conv layer outputs (forward hooks), AE and VAE side by side",
+                       description="Hook every conv / transposed-conv block of each run's network and write, to "
+                                   "--out: channel_means.png (the mean over channels of every layer, input and "
+                                   "reconstruction at both ends, all runs on the same test images), "
+                                   "<model>_top_channels.png (the most active channels per layer), "
+                                   "<model>_channels_<layer>.png (every channel for the first image) and layers.json "
+                                   "(per layer: output shape, mean, std, share of near-zero activations).")
+    _analysis_args(p, "the first RUN_DIR/layers")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--images", type=int, default=5, metavar="N", help="N test images, spread over the classes (default 5)")
+    g.add_argument("--pick", metavar="CLASS:N,...", help="N seeded-random test images of each named class, e.g. tumor:3,no_tumor:2")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("latent", help="latent space: projections by class, interpolation, VAE samples",
+                       description="Encode the test split with each run's network and write, to --out: "
+                                   "projections.png (PCA, plus UMAP / t-SNE when installed, coloured by class), "
+                                   "explained.png, interpolation.png (a line in latent space between two test images "
+                                   "of different classes, all runs side by side), for a VAE <model>_samples.png "
+                                   "(decoded prior draws) and <model>_traversal.png (along the top principal "
+                                   "directions), and latent.json (explained variance, class centroid distances).")
+    _analysis_args(p, "the first RUN_DIR/latent")
+    p.set_defaults(func=cmd_latent)
+
+    p = sub.add_parser("denoise", help="denoising: trained runs against classical denoisers at several noise levels",
+                       description="Add seeded noise to the test split (the same noisy images for every method) and "
+                                   "denoise it with every RUN_DIR's network and with classical denoisers. Per level and "
+                                   "method: PSNR and SSIM (mean, 95%% bootstrap interval), PSNR inside the tumour masks "
+                                   "where the data has them, images per second. Writes denoise.json, "
+                                   "denoise_examples_<level>.png (original / noisy / each method) and denoise_psnr.png "
+                                   "(PSNR and SSIM against the level). Baseline parameters follow the known sigma.")
+    _analysis_args(p, "the first RUN_DIR/denoise", example="a dae run and study/runs/ae")
+    p.add_argument("--noise", default="gaussian:0.1,0.2,0.3", metavar="SPEC",
+                   help="noise kind and levels, e.g. gaussian:0.1,0.2,0.3 (default), rician:0.05,0.1, "
+                        "salt_pepper:0.05, poisson:0.1")
+    p.add_argument("--baselines", default="nlm,tv,wavelet,bilateral,median,bm3d", metavar="LIST",
+                   help="classical denoisers, comma-separated, or none: nlm (non-local means), tv (total variation), "
+                        "wavelet, bilateral, median, bm3d (optional package bm3d, free for non-commercial use only; "
+                        "skipped with a note when absent). Default: all")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N test images (seeded choice; 0 = all). "
+                   "BM3D takes seconds per 128x128 image on a CPU")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise and of the image choice (default 0)")
+    p.set_defaults(func=cmd_denoise)
+
+    p = sub.add_parser("anomaly", help="tumour detection by reconstruction error (AUROC, AUPRC, Dice)",
+                       description="Score every test image by its reconstruction error inside the brain (pixel MSE, "
+                                   "1 - SSIM, 99th percentile of the residual) and report image-level AUROC and AUPRC "
+                                   "for tumour versus healthy; where the data has tumour masks (phantom), also "
+                                   "pixel-level AUROC/AUPRC of the residual map and the best Dice over thresholds. "
+                                   "Writes anomaly.json, anomaly_residuals.png and anomaly_scores.png. Train the run "
+                                   "on healthy images only ('brainae train --normal-only no_tumor') for the textbook setup.")
+    _analysis_args(p, "RUN_DIR/anomaly", many=False)
+    p.add_argument("--normal", metavar="CLASS", help="the healthy class (default: the run's --normal-only class, "
+                   "else a class named no_tumor / healthy / normal); every other class counts as tumour")
+    p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser(
+        "sweep", help="hyperparameter search (Optuna): offline, pruned, resumable, many workers",
+        description="Search hyperparameters of one model on the validation loss (per pixel; never the test split). "
+                    "Trials live in a study in --storage, so running the same command again resumes it and adds "
+                    "trials up to --trials; workers on other machines join by naming the same --storage and "
+                    "--study. Writes DIR/sweep.json, DIR/best/ (the best trial's run folder) and four "
+                    "DIR/sweep_*.png figures.",
+        epilog="Example: brainae sweep --model ae --space seed --trials 17 --out sweeps/ae")
+    p.add_argument("--data", metavar="SPEC", help=DATA_HELP)
+    p.add_argument("--model", default="ae", choices=model_names(), help="registered model to tune (default ae)")
+    p.add_argument("--preset", default="seed", choices=["quick", "seed"],
+                   help="base settings every trial starts from: seed = the study's (128x128, all images, 40-epoch "
+                        "budget), quick = 400 images and an 8-epoch budget (default seed)")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with model/data/train sections, applied after the preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix any config key for every trial, e.g. --set data.normalize=zscore")
+    p.add_argument("--space", default="seed", metavar="seed|wide|FILE.yaml",
+                   help="search space: seed = the study's grid (lr {1e-3,5e-4,1e-4}, batch {16,32,64}, latent "
+                        "{512,1024,2048}, epochs {10,20,40} as the budget); wide = seed plus depth, base width, kernel, "
+                        "stride, activation, norm, weight decay (and beta for the VAE); or a YAML file of dotted keys, "
+                        "e.g. 'train.lr: {type: float, low: 1e-4, high: 1e-2, log: true}' (default seed)")
+    p.add_argument("--trials", type=int, default=20, help="total trials in the study, counting those already run (default 20)")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds (per worker)")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "random", "grid"],
+                   help="tpe: Bayesian (tree-structured Parzen), gp: Gaussian process, random, grid: every combination "
+                        "(categorical spaces only) (default tpe)")
+    p.add_argument("--pruner", default="hyperband", choices=["hyperband", "median", "none"],
+                   help="stop unpromising trials early on their validation loss per epoch: hyperband, median (worse "
+                        "than the median of complete trials at the same epoch), none (default hyperband)")
+    p.add_argument("--epochs", type=int, metavar="N", help="epoch budget of each trial (default: the space's largest "
+                   "train.epochs value, 40 for seed/wide; the preset's 8 with --preset quick)")
+    p.add_argument("--limit", type=int, help="at most N training images (val shrinks in proportion); 0 = all")
+    p.add_argument("--image-size", type=int, help="square size images are resized to (default 128)")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device for every trial (default auto)")
+    p.add_argument("--storage", metavar="URL",
+                   help="where the study lives (default sqlite:///DIR/sweep.db): any SQLAlchemy URL "
+                        "(postgresql://user:pw@host/db, mysql://...) or a journal file (journal:PATH, or a path ending "
+                        "in .log/.journal) shared by workers on several machines")
+    p.add_argument("--study", metavar="NAME", help="study name inside the storage (default brainae-MODEL); a name "
+                   "used before with another model, space or data is refused")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="local worker processes sharing the study (each loads the data once; default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + 1000*i; default 0)")
+    p.add_argument("--wandb", action="store_true", help="also log every trial as an offline W&B run under DIR/wandb "
+                   "(needs 'pip install wandb'; upload later with 'wandb sync')")
+    p.add_argument("--out", required=True, metavar="DIR", help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
+    p.add_argument("--no-progress", action="store_true", help="no line per trial (for logs)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)

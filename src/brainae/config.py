@@ -46,6 +46,7 @@ class ModelConfig:
     in_channels: int = 1
     beta: float = 1.0  # VAE: weight of the KL term
     vae_reduction: str = "sum"  # sum: BCE+KL summed (the study) | mean: per pixel, comparable across sizes
+    backbone: str = "ae"  # wrapper models (dae): the registered model they wrap
 
 
 @dataclass
@@ -60,6 +61,8 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     progress: bool = True
+    noise: str = ""  # e.g. gaussian:0.3: train as a denoiser (noisy input, clean target), noise drawn per batch
+    normal_only: str = ""  # a class name: train and validate on that class only (anomaly detection); test unchanged
 
 
 @dataclass
@@ -205,6 +208,7 @@ def build_config(
         "latent_dim": "model.latent_dim", "limit": "data.limit", "seed": "train.seed",
         "precision": "train.precision", "devices": "train.devices", "data": "data.spec",
         "accelerator": "train.accelerator", "image_size": "data.image_size", "dedupe": "data.dedupe",
+        "noise": "train.noise", "normal_only": "train.normal_only",
     }
     for k, v in flat.items():
         if v is None:
@@ -239,6 +243,10 @@ def validate(cfg: Config) -> None:
     for ok, key, msg in checks:
         if not ok:
             raise BrainaeError(f"config key '{key}' {msg}")
+    if cfg.train.noise:
+        from brainae.data.noise import parse_noise
+
+        parse_noise(cfg.train.noise)  # a bad spec fails before any data is loaded
 
 
 def from_dict(values: dict) -> Config:

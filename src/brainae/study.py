@@ -58,8 +58,13 @@ def study_configs(data: Optional[str], preset: str, config_file: Optional[str], 
 
 
 def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "quick", config_file: Optional[str] = None,
-              overrides: Optional[list[str]] = None, progress: bool = True, n_examples: int = 8, **flat) -> dict:
+              overrides: Optional[list[str]] = None, progress: bool = True, n_examples: int = 8,
+              sweep: Optional[bool] = None, **flat) -> dict:
     """Train, evaluate and report; returns the summary written to ``summary.json``.
+
+    sweep: search hyperparameters first (default on). Preset seed runs the study's sweeps (17 AE and
+    61 VAE trials) into DIR/sweeps/ and trains the final models with the best parameters; quick runs
+    3 one-epoch trials per model as a demonstration. A rerun with the same DIR resumes the sweeps.
 
     Example:
         >>> summary = run_study("study", data="phantom:300", preset="quick")  # doctest: +SKIP
@@ -77,6 +82,10 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full), out_dir=out,
     )
     ctx.examples = pick_examples(test.labels, n=n_examples, seed=data_cfg.seed)
+    if sweep is None or sweep:
+        from brainae.sweeps.command import study_sweeps
+
+        ctx.extras["sweeps"] = study_sweeps(cfgs, full, out / "sweeps", preset, progress=progress)
     for name, cfg in cfgs.items():
         n_train = sum(ctx.data_summary["counts"]["train"].values())
         print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {n_train} training images)")
@@ -100,6 +109,9 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
             for m in cfgs
         },
     }
+    if "sweeps" in ctx.extras:
+        summary["sweeps"] = {m: {k: s.get(k) for k in ("n_trials", "states", "epochs", "best", "applied")}
+                             for m, s in ctx.extras["sweeps"].items()}
     write_json(out / "summary.json", summary)
     print(f"report: {report}")
     return summary

@@ -1,5 +1,6 @@
 """Networks (plain nn.Modules). Importing this package registers every model variant."""
 from brainae.models import ae, vae  # noqa: F401  (registration side effect)
+from brainae.models import dae  # noqa: F401
 from brainae.registry import get, names
 
 

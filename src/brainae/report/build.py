@@ -15,6 +15,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 # Modules whose @section functions make up the report; a capability adds its module here.
 SECTION_MODULES = [
     "brainae.report.sections",
+    "brainae.visualization.report_sections",
+    "brainae.evaluation.report_sections",
+    "brainae.sweeps.report",
 ]
 
 

@@ -7,6 +7,7 @@ import lightning as L
 import torch
 
 from brainae.config import Config, from_dict, to_dict
+from brainae.data.noise import batch_noise_seed, parse_noise
 from brainae.models import build_model
 
 
@@ -19,9 +20,12 @@ class AutoencoderModule(L.LightningModule):
 
     def __init__(self, config: dict) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})  # the resolved config lives in every checkpoint
         self.cfg: Config = from_dict(config)
         self.model = build_model(self.cfg.model, self.cfg.data.image_size)
+        # a denoiser: train.noise, else the model's own default (dae); recorded in the checkpoint's config
+        self.cfg.train.noise = self.cfg.train.noise or getattr(self.model, "default_noise", "")
+        self.noise = parse_noise(self.cfg.train.noise) if self.cfg.train.noise else None
+        self.save_hyperparameters({"config": to_dict(self.cfg)})  # the resolved config lives in every checkpoint
 
     @classmethod
     def from_config(cls, cfg: Config) -> "AutoencoderModule":
@@ -34,9 +38,20 @@ class AutoencoderModule(L.LightningModule):
     def forward(self, x: torch.Tensor):
         return self.model(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def corrupt(self, x: torch.Tensor, stage: str, batch_idx: int) -> torch.Tensor:
+        """The network's input: ``x`` itself, or for a denoiser ``x`` plus noise (the target stays clean).
+
+        Training noise is drawn afresh for every batch; validation noise is seeded per batch, so the
+        validation loss of different epochs is measured on the same noisy images.
+        """
+        if self.noise is None:
+            return x
+        seed = batch_noise_seed(self.cfg.train.seed, batch_idx) if stage == "val" else None
+        return self.noise(x, generator=seed)
+
+    def _step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
         x, _ = batch
-        out = self.model(x)
+        out = self.model(self.corrupt(x, stage, batch_idx))
         terms = self.model.loss(out, x)
         loss = terms["loss"]
         on_step = stage == "train"
@@ -50,14 +65,14 @@ class AutoencoderModule(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss = self._step(batch, "train", batch_idx)
         if not math.isfinite(float(loss.detach())):
             # a diverged run cannot recover; stopping saves the remaining epochs (sweeps record why)
             self.trainer.should_stop = True
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self._step(batch, "val", batch_idx)
 
     def configure_optimizers(self):
         t = self.cfg.train

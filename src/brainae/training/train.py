@@ -103,6 +103,19 @@ def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int) -> tuple
     )
 
 
+def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
+    """Drop every train and validation image not of class ``name``; the test split is kept whole.
+
+    Anomaly detection learns what healthy looks like and flags what it cannot reconstruct, so it is
+    trained (and its best checkpoint chosen) on healthy images only, and tested on all classes.
+    """
+    if not name:
+        return ds
+    if name not in ds.classes:
+        raise BrainaeError(f"--normal-only '{name}' is not a class of this data (classes: {', '.join(ds.classes)})")
+    return ds.subset((ds.splits == "test") | (ds.labels == ds.classes.index(name)))
+
+
 def is_run_dir(path: Path) -> bool:
     return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
 
@@ -138,6 +151,7 @@ def train(
         raise BrainaeError(f"{out} already holds files; pass --resume to continue it or choose a new --out")
     # data errors surface before anything on disk changes
     ds = data if data is not None else load_data(cfg.data, progress=cfg.train.progress)
+    ds = keep_normal_only(ds, cfg.train.normal_only)
     if occupied:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +164,10 @@ def train(
         print(f"skipped {len(ds.skipped)} unreadable file(s); list in {out / 'skipped.txt'}")
 
     module = AutoencoderModule.from_config(cfg)
+    if module.cfg.train.noise != cfg.train.noise:  # a model's default noise (dae) belongs in config.yaml
+        cfg.train.noise = module.cfg.train.noise
+        if not child:
+            save_config(cfg, out / "config.yaml")
     train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",

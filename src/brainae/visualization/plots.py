@@ -49,23 +49,20 @@ def loss_curves(histories: dict[str, list[dict]]) -> Figure:
     return fig
 
 
-def reconstruction_grid(originals: np.ndarray, recons: dict[str, np.ndarray], titles: list[str] | None = None) -> Figure:
-    """Rows: original, then each model's reconstruction (and its absolute error); columns: images.
+def image_rows(rows: list[tuple], titles: list[str] | None = None, overlay=None, cell: float = 1.6) -> Figure:
+    """A grid with one labelled row per image set and the same images in every column.
 
-    originals: (N, H, W) in [0, 1] or uint8; recons: model name -> (N, H, W) in [0, 1].
+    rows: (label, images (N, H, W), cmap, vmax) tuples; images in [0, vmax].
+    overlay: optional ``overlay(ax, row, col)`` to draw on a panel (e.g. a mask contour).
     """
-    originals = originals.astype(np.float32) / (255.0 if originals.dtype == np.uint8 else 1.0)
-    rows = [("original", originals)]
-    for name, r in recons.items():
-        rows.append((f"{name.upper()}", r))
-        rows.append((f"|error| {name.upper()}", np.abs(r - originals)))
-    n = originals.shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.6 * n, 1.7 * len(rows)), squeeze=False)
-    for r, (label, imgs) in enumerate(rows):
-        for c in range(n):
+    n = max(len(rows[0][1]), 1)
+    fig, axes = plt.subplots(len(rows), n, figsize=(cell * n + 0.6, (cell + 0.1) * len(rows)), squeeze=False)
+    for r, (label, imgs, cmap, vmax) in enumerate(rows):
+        for c in range(len(imgs)):
             ax = axes[r][c]
-            is_err = label.startswith("|error|")
-            ax.imshow(imgs[c], cmap="magma" if is_err else "gray", vmin=0, vmax=0.5 if is_err else 1)
+            ax.imshow(imgs[c], cmap=cmap, vmin=0, vmax=vmax)
+            if overlay is not None:
+                overlay(ax, r, c)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
@@ -74,6 +71,19 @@ def reconstruction_grid(originals: np.ndarray, recons: dict[str, np.ndarray], ti
                 ax.set_title(titles[c], fontsize=7)
     fig.tight_layout(pad=0.3)
     return fig
+
+
+def reconstruction_grid(originals: np.ndarray, recons: dict[str, np.ndarray], titles: list[str] | None = None) -> Figure:
+    """Rows: original, then each model's reconstruction (and its absolute error); columns: images.
+
+    originals: (N, H, W) in [0, 1] or uint8; recons: model name -> (N, H, W) in [0, 1].
+    """
+    originals = originals.astype(np.float32) / (255.0 if originals.dtype == np.uint8 else 1.0)
+    rows = [("original", originals, "gray", 1.0)]
+    for name, r in recons.items():
+        rows.append((name.upper(), r, "gray", 1.0))
+        rows.append((f"|error| {name.upper()}", np.abs(r - originals), "magma", 0.5))
+    return image_rows(rows, titles)
 
 
 def sample_grid(images: np.ndarray, titles: list[str] | None = None, ncols: int = 8) -> Figure:

@@ -1,0 +1,228 @@
+"""Tumour detection by reconstruction error: an autoencoder that learnt healthy anatomy reconstructs
+a tumour badly, so a large residual flags it.
+
+Each test image gets three scores, all computed inside the brain (pixels of the input above 0.05,
+holes filled, so the black background does not dilute them):
+    mse    mean squared residual
+    ssim   1 - mean local SSIM between input and reconstruction
+    p99    99th percentile of the absolute residual (a small tumour moves it, the mean barely)
+Image level: AUROC and AUPRC of each score for tumour (any class but the normal one) versus healthy.
+Pixel level, where the data has tumour masks (phantom): AUROC and AUPRC of the residual map
+(smoothed by a Gaussian of 1 pixel) over brain pixels, and the best Dice over all thresholds.
+
+AUROC (rank based, ties averaged) and average precision are computed with numpy, as scikit-learn does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from brainae.data.types import ImageSet
+from brainae.errors import BrainaeError
+
+SCORES = ("mse", "ssim", "p99")
+BRAIN_THRESHOLD = 0.05
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties count half).
+
+    Example:
+        >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+        0.75
+    """
+    s, y = np.asarray(scores, float).ravel(), np.asarray(labels, bool).ravel()
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct value
+    ranks = avg_rank[inverse]
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def _ranked_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(thresholds, true positives, predicted positives) at every distinct score, high to low; and #positives."""
+    s, y = np.asarray(scores, float).ravel(), np.asarray(labels, bool).ravel()
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tie group
+    return s[last], np.cumsum(y)[last], last + 1, int(y.sum())
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall curve as a step sum (scikit-learn's average_precision_score).
+
+    Example:
+        >>> round(average_precision(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])), 4)
+        0.8333
+    """
+    _, tp, k, n_pos = _ranked_counts(scores, labels)
+    if n_pos == 0:
+        return float("nan")
+    precision, recall = tp / k, tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def best_dice(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(best Dice, its threshold) of ``scores >= threshold`` against ``labels``, over every threshold.
+
+    Example:
+        >>> best_dice(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+        (0.8, 0.35)
+    """
+    thr, tp, k, n_pos = _ranked_counts(scores, labels)
+    if n_pos == 0:
+        return float("nan"), float("nan")
+    dice = 2 * tp / (k + n_pos)
+    i = int(np.argmax(dice))
+    return float(dice[i]), float(thr[i])
+
+
+def brain_masks(images: np.ndarray, threshold: float = BRAIN_THRESHOLD) -> np.ndarray:
+    """Bool (N, H, W): input pixels above ``threshold`` with holes filled (dark ventricles stay inside)."""
+    from scipy.ndimage import binary_fill_holes
+
+    return np.stack([binary_fill_holes(im > threshold) for im in images])
+
+
+def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> dict[str, np.ndarray]:
+    """The three per-image scores (see the module docstring); float images (N, H, W) in [0, 1]."""
+    from skimage.metrics import structural_similarity
+
+    res = np.abs(images - recons)
+    out = {k: np.zeros(len(images)) for k in SCORES}
+    for i, (x, r, b) in enumerate(zip(images, recons, brains)):
+        b = b if b.any() else np.ones_like(b)
+        out["mse"][i] = float(np.mean(res[i][b] ** 2))
+        _, smap = structural_similarity(x, r, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                        use_sample_covariance=False, full=True)
+        out["ssim"][i] = 1.0 - float(np.mean(smap[b]))
+        out["p99"][i] = float(np.percentile(res[i][b], 99))
+    return out
+
+
+def residual_maps(images: np.ndarray, recons: np.ndarray) -> np.ndarray:
+    """|input - reconstruction| smoothed by a Gaussian of 1 pixel: isolated noisy pixels are not tumours."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.stack([gaussian_filter(np.abs(x - r), 1.0) for x, r in zip(images, recons)])
+
+
+@torch.no_grad()
+def _reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    from brainae.evaluation.evaluate import reconstruct
+
+    return reconstruct(model, images, batch_size)
+
+
+def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixels: int = 4_000_000,
+                   seed: int = 0) -> tuple[dict, dict]:
+    """Image- and pixel-level tumour detection of ``model`` on ``data`` (usually the test split).
+
+    normal: the healthy class; every other class counts as tumour.
+    max_pixels: pixel-level metrics use at most this many brain pixels (a seeded sample) to stay fast.
+    Returns (result for anomaly.json, arrays for figures: images, recons, residuals, scores, is_anomaly).
+
+    Example:
+        >>> result, _ = anomaly_scores(model, test_set, normal="no_tumor")  # doctest: +SKIP
+        >>> result["image_level"]["mse"]["auroc"]  # doctest: +SKIP
+    """
+    if normal not in data.classes:
+        raise BrainaeError(f"--normal '{normal}' is not a class of this data (classes: {', '.join(data.classes)})")
+    is_anomaly = data.labels != data.classes.index(normal)
+    images = data.images.astype(np.float32) / 255.0
+    recons = _reconstruct(model, data.images)
+    brains = brain_masks(images)
+    scores = image_scores(images, recons, brains)
+    result = {
+        "n": int(len(images)),
+        "n_tumor": int(is_anomaly.sum()),
+        "n_normal": int((~is_anomaly).sum()),
+        "normal_class": normal,
+        "image_level": {k: {"auroc": auroc(v, is_anomaly), "auprc": average_precision(v, is_anomaly)}
+                        for k, v in scores.items()},
+        "pixel_level": None,
+        "brain_threshold": BRAIN_THRESHOLD,
+    }
+    residuals = residual_maps(images, recons)
+    if data.masks is not None and data.masks.any():
+        values, truth = residuals[brains], data.masks[brains]
+        if len(values) > max_pixels:
+            pick = np.random.default_rng(seed).choice(len(values), max_pixels, replace=False)
+            values, truth = values[pick], truth[pick]
+        dice, thr = best_dice(values, truth)
+        result["pixel_level"] = {"auroc": auroc(values, truth), "auprc": average_precision(values, truth),
+                                 "best_dice": dice, "dice_threshold": thr, "pixels": int(len(values)),
+                                 "tumor_pixels": int(truth.sum())}
+    arrays = {"images": images, "recons": recons, "residuals": residuals, "scores": scores, "is_anomaly": is_anomaly}
+    return result, arrays
+
+
+def default_normal(classes: list[str], trained_on: str = "") -> str:
+    """The healthy class: the run's --normal-only class, else a class named like no_tumor / healthy / normal."""
+    if trained_on:
+        return trained_on
+    for c in classes:
+        if c.lower().replace("-", "_") in ("no_tumor", "notumor", "no", "healthy", "normal"):
+            return c
+    raise BrainaeError(f"name the healthy class with --normal (classes: {', '.join(classes)})")
+
+
+def example_indices(is_anomaly: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
+    """Half tumour, half healthy images for residual figures."""
+    rng = np.random.default_rng(seed)
+    pos, neg = rng.permutation(np.flatnonzero(is_anomaly)), rng.permutation(np.flatnonzero(~is_anomaly))
+    k = min(len(pos), (n + 1) // 2)
+    return np.sort(np.concatenate([pos[:k], neg[: n - k]])).astype(int)
+
+
+def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optional[str] = None,
+                out: Optional[str | Path] = None, progress: bool = True, n_examples: int = 8) -> dict:
+    """``brainae anomaly``: score the test split of a run; writes anomaly.json and figures.
+
+    Example:
+        >>> run_anomaly("runs/ae_healthy", normal="no_tumor")["image_level"]["mse"]["auroc"]  # doctest: +SKIP
+    """
+    from brainae.evaluation.evaluate import resolve_eval_data
+    from brainae.io import write_json
+    from brainae.training.run import load_run
+    from brainae.visualization.denoise_anomaly import residual_grid, score_histograms
+    from brainae.visualization.plots import figure_png
+
+    model, cfg = load_run(run_dir)
+    ds = resolve_eval_data(cfg, data, "test", progress)
+    normal = normal or default_normal(ds.classes, cfg.train.normal_only)
+    result, arrays = anomaly_scores(model, ds, normal)
+    result.update({"run_dir": str(run_dir), "model": cfg.model.name, "data": data or cfg.data.spec, "split": "test",
+                   "trained_on": cfg.train.normal_only or "all classes"})
+    out_dir = Path(out) if out else Path(run_dir) / "anomaly"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    idx = example_indices(arrays["is_anomaly"], n_examples)
+    fig = residual_grid(arrays["images"][idx], arrays["recons"][idx], arrays["residuals"][idx],
+                        None if ds.masks is None else ds.masks[idx], [ds.classes[ds.labels[i]] for i in idx])
+    (out_dir / "anomaly_residuals.png").write_bytes(figure_png(fig))
+    aurocs = {k: v["auroc"] for k, v in result["image_level"].items()}
+    hist = score_histograms(arrays["scores"], arrays["is_anomaly"], aurocs)
+    (out_dir / "anomaly_scores.png").write_bytes(figure_png(hist))
+    result["figures"] = {"residuals": "anomaly_residuals.png", "scores": "anomaly_scores.png"}
+    write_json(out_dir / "anomaly.json", result)
+    return {**result, "out_dir": str(out_dir)}
+
+
+def format_anomaly(result: dict) -> str:
+    """Plain-text summary: image-level AUROC/AUPRC per score, pixel-level metrics when present."""
+    lines = [f"tumour vs {result['normal_class']}: {result['n_tumor']} tumour, "
+             f"{result['n_normal']} healthy test images",
+             f"{'score':<8}{'AUROC':>8}{'AUPRC':>8}"]
+    for k, v in result["image_level"].items():
+        lines.append(f"{k:<8}{v['auroc']:>8.3f}{v['auprc']:>8.3f}")
+    p = result.get("pixel_level")
+    if p:
+        lines.append(f"pixels  AUROC {p['auroc']:.3f}  AUPRC {p['auprc']:.3f}  best Dice {p['best_dice']:.3f} "
+                     f"(residual >= {p['dice_threshold']:.3f})")
+    return "\n".join(lines)

@@ -1,0 +1,5 @@
+"""Hyperparameter sweeps: search spaces, the Optuna study runner, figures and the report section."""
+from brainae.sweeps.runner import SweepOptions, run_sweep
+from brainae.sweeps.space import Space, load_space
+
+__all__ = ["Space", "SweepOptions", "load_space", "run_sweep"]

@@ -1,0 +1,205 @@
+"""Denoising benchmark and tumour detection: metric machinery against hand examples, baselines on a
+tiny set, BM3D absent -> skipped with a note, the commands' JSON holds every method and level, and a
+short seeded training detects phantom tumours (image-level AUROC > 0.8)."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from brainae.cli import main
+from brainae.config import DataConfig, build_config
+from brainae.data.load import load_data
+from brainae.evaluation.anomaly import auroc, average_precision, best_dice, run_anomaly
+from brainae.evaluation.denoise import available_baselines, denoise_benchmark, noisy_images
+from brainae.data.noise import parse_noise_levels
+from brainae.training.train import train
+
+
+def brute_auroc(s, y):
+    pos, neg = s[y], s[~y]
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def test_auroc_ap_dice_on_hand_examples():
+    s, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])
+    assert auroc(s, y) == 0.75
+    assert average_precision(s, y) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert best_dice(s, y) == (0.8, 0.35)
+    assert auroc(np.array([1, 2, 3, 4.0]), np.array([0, 0, 1, 1])) == 1.0
+    assert average_precision(np.array([1, 2, 3, 4.0]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.ones(4), np.array([0, 1, 0, 1])) == 0.5  # all tied: chance
+    assert np.isnan(auroc(np.ones(3), np.zeros(3)))
+
+
+def test_auroc_matches_pairwise_counting_with_ties():
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 6, 300).astype(float)  # many ties
+    y = rng.random(300) < 0.3 + 0.08 * s
+    assert auroc(s, y) == pytest.approx(brute_auroc(s, y))
+
+
+@pytest.fixture(scope="module")
+def tiny_test_set():
+    ds = load_data(DataConfig(spec="phantom:60", image_size=32), progress=False).split("test")
+    return ds.subset(np.arange(min(4, len(ds))))
+
+
+def test_every_baseline_runs_on_a_tiny_set(tiny_test_set):
+    everything = ["nlm", "tv", "wavelet", "bilateral", "median", "bm3d"]
+    run, skipped = available_baselines(everything)  # bm3d and wavelet need optional packages
+    assert {"nlm", "tv", "bilateral", "median"} <= set(run) and set(run) | set(skipped) == set(everything)
+    result, examples = denoise_benchmark({}, tiny_test_set, "gaussian:0.1,0.2", everything, keep=np.array([0, 1]))
+    assert result["levels"] == ["gaussian:0.1", "gaussian:0.2"]
+    assert result["methods"] == ["noisy", *run] and result["skipped"] == skipped
+    for level in result["levels"]:
+        assert set(result["results"][level]) == set(result["methods"])
+        for m, r in result["results"][level].items():
+            lo, hi = r["psnr"]["ci95"]
+            assert lo <= r["psnr"]["mean"] <= hi and np.isfinite(r["ssim"]["mean"])
+            assert r["tumor_psnr"] is None or r["tumor_psnr"]["n"] >= 1
+            assert (r["images_per_second"] is None) == (m == "noisy")
+        assert examples[level]["noisy"].shape == (2, 32, 32)
+    # total variation at a known sigma removes some noise
+    r = result["results"]["gaussian:0.2"]
+    assert r["tv"]["psnr"]["mean"] > r["noisy"]["psnr"]["mean"]
+
+
+def test_bm3d_absent_is_skipped_with_a_note(monkeypatch, tiny_test_set):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # import bm3d now raises ImportError
+    run, skipped = available_baselines(["tv", "bm3d"])
+    assert run == ["tv"] and "bm3d" in skipped and "non-commercial" in skipped["bm3d"]
+    result, _ = denoise_benchmark({}, tiny_test_set, "gaussian:0.2", ["tv", "bm3d"])
+    assert "bm3d" not in result["methods"] and "bm3d" in result["skipped"]
+
+
+def test_every_method_sees_the_same_noisy_images(tiny_test_set):
+    clean = tiny_test_set.images.astype(np.float32) / 255
+    noise = parse_noise_levels("gaussian:0.3")[0]
+    assert np.array_equal(noisy_images(clean, noise, 0, 0), noisy_images(clean, noise, 0, 0))
+    a, _ = denoise_benchmark({}, tiny_test_set, "gaussian:0.3", ["median"])
+    b, _ = denoise_benchmark({}, tiny_test_set, "gaussian:0.3", ["tv"])
+    assert a["results"]["gaussian:0.3"]["noisy"]["psnr"] == b["results"]["gaussian:0.3"]["noisy"]["psnr"]
+
+
+def tiny_config(epochs=1, **flat):
+    sets = ["model.channels=[8,16,32]", "model.latent_dim=16", "data.image_size=32", "train.batch_size=16"]
+    cfg = build_config("ae", preset="quick", data="phantom:120", epochs=epochs, overrides=sets, **flat)
+    cfg.train.progress = False
+    cfg.train.accelerator = "cpu"
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "dae"
+    train(tiny_config(noise="gaussian:0.2"), out)
+    return out
+
+
+def test_denoise_command_writes_every_method_and_level(dae_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "bm3d", None)
+    out = tmp_path / "den"
+    code = main(["denoise", str(dae_run), "--noise", "gaussian:0.1,0.3", "--baselines", "tv,median,bm3d",
+                 "--limit", "8", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "skipped bm3d" in capsys.readouterr().out
+    result = json.loads((out / "denoise.json").read_text())
+    assert result["n"] == 8 and result["methods"] == ["noisy", "dae", "tv", "median"]
+    for level in ("gaussian:0.1", "gaussian:0.3"):
+        assert set(result["results"][level]) == set(result["methods"])
+        assert result["results"][level]["dae"]["tumor_psnr"] is not None  # phantom has masks
+        assert (out / f"denoise_examples_{level.replace(':', '_')}.png").is_file()
+    assert (out / "denoise_psnr.png").is_file()
+
+
+def test_denoise_command_errors_are_one_line(dae_run, capsys):
+    assert main(["denoise", str(dae_run), "--noise", "speckle:0.1", "--no-progress"]) == 2
+    assert main(["denoise", str(dae_run), "--baselines", "tv,fancy", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "speckle:0.1" in err[0] and "fancy" in err[1] and "nlm" in err[1]
+
+
+def test_anomaly_command_writes_image_and_pixel_metrics(dae_run, tmp_path):
+    out = tmp_path / "an"
+    assert main(["anomaly", str(dae_run), "--out", str(out), "--no-progress"]) == 0
+    result = json.loads((out / "anomaly.json").read_text())
+    assert result["normal_class"] == "no_tumor" and result["n_tumor"] > 0 and result["n_normal"] > 0
+    assert set(result["image_level"]) == {"mse", "ssim", "p99"}
+    for v in result["image_level"].values():
+        assert 0 <= v["auroc"] <= 1 and 0 <= v["auprc"] <= 1
+    px = result["pixel_level"]
+    assert 0 <= px["auroc"] <= 1 and 0 <= px["best_dice"] <= 1 and px["tumor_pixels"] > 0
+    assert (out / "anomaly_residuals.png").is_file() and (out / "anomaly_scores.png").is_file()
+    assert main(["anomaly", str(dae_run), "--normal", "healthy", "--out", str(out), "--no-progress"]) == 2
+
+
+def test_short_training_on_healthy_phantoms_detects_tumours(tmp_path):
+    """Trained on healthy slices only (the textbook setup), 10 epochs at 32 px. Seeded (data, weights,
+    batch order), so the AUROC is the same number on every run: it cannot flake. Over training seeds
+    0-2 the SSIM score gave 0.86-0.96, pixel AUROC 0.90-0.95; the plain MSE score varies more
+    (0.68-0.88) at this size, so the test holds the SSIM score to 0.8."""
+    import torch
+
+    from brainae.evaluation.anomaly import anomaly_scores
+    from brainae.evaluation.evaluate import resolve_eval_data
+    from brainae.models import build_model
+
+    sets = ["model.channels=[8,16,32]", "model.latent_dim=64", "data.image_size=32", "train.batch_size=16"]
+    cfg = build_config("ae", preset="quick", data="phantom:300", epochs=10, lr=3e-3, seed=0, overrides=sets,
+                       normal_only="no_tumor")
+    cfg.train.progress, cfg.train.accelerator = False, "cpu"
+    run = tmp_path / "ae"
+    train(cfg, run)
+    result = run_anomaly(run, out=tmp_path / "an", progress=False)
+    assert result["normal_class"] == "no_tumor" and result["trained_on"] == "no_tumor"
+    assert result["n_tumor"] >= 15 and result["n_normal"] >= 15
+    assert result["image_level"]["ssim"]["auroc"] > 0.8
+    assert result["pixel_level"]["auroc"] > 0.8
+    # learnt, not an artefact of the score: an untrained network of the same shape does clearly worse
+    torch.manual_seed(0)
+    test = resolve_eval_data(cfg, None, "test", False)
+    untrained, _ = anomaly_scores(build_model(cfg.model, 32).eval(), test, "no_tumor")
+    assert result["image_level"]["ssim"]["auroc"] > untrained["image_level"]["ssim"]["auroc"] + 0.05
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import brainae.evaluation.anomaly as anomaly_module
+    import brainae.evaluation.denoise as denoise_module
+
+    for module in (anomaly_module, denoise_module):
+        assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_report_sections_render_from_a_study_context(tmp_path):
+    """The two study sections compute from ctx.models / ctx.data.test and render their templates."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from brainae.evaluation.report_sections import anomaly_section, denoising_section
+    from brainae.models import build_model
+    from brainae.report.build import _env
+    from brainae.report.sections import pick_examples
+    from brainae.study import StudyContext
+
+    cfg = tiny_config()
+    full = load_data(cfg.data, progress=False)
+    test = full.split("test")
+    torch.manual_seed(0)
+    ctx = StudyContext(title="t", preset="quick", data=SimpleNamespace(full=full, test=test), data_summary={},
+                       out_dir=tmp_path, models={"ae": build_model(cfg.model, 32).eval()},
+                       configs={"ae": {"train": {"normal_only": ""}}})
+    ctx.examples = pick_examples(test.labels, n=4)
+    env = _env()
+    for fn, title, words in ((denoising_section, "Denoising", ["tv", "median", "AE", "PSNR in tumours"]),
+                             (anomaly_section, "Tumour detection", ["AUROC", "best Dice", "all classes"])):
+        s = fn(ctx)
+        assert s.title == title
+        html = env.get_template(f"sections/{s.id}.html.j2").render(s=s, **s.context)
+        assert all(w in html for w in words) and "data:image/png;base64," in html
+    assert json.loads((tmp_path / "denoise.json").read_text())["levels"] == ["gaussian:0.3"]
+    assert set(json.loads((tmp_path / "anomaly.json").read_text())["models"]) == {"ae"}
