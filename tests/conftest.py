@@ -85,3 +85,15 @@ def image_folder(tmp_path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory):
+    """One tiny `brainae study` (phantom, 32 px, 1 epoch) shared by the tests of its outputs."""
+    from brainae.cli import main
+
+    out = tmp_path_factory.mktemp("study")
+    code = main(["study", "--data", "phantom:120", "--epochs", "1", "--image-size", "32", "--no-progress",
+                 "--set", "model.channels=[8,16,32]", "--set", "model.latent_dim=16", "--out", str(out)])
+    assert code == 0
+    return out

@@ -135,15 +135,6 @@ def test_spread_over_classes_takes_every_class_in_turn():
 
 # --- the commands and the report, on a tiny study -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    code = main(["study", "--data", "phantom:120", "--epochs", "1", "--image-size", "32", "--no-progress",
-                 "--set", "model.channels=[8,16,32]", "--set", "model.latent_dim=16", "--out", str(out)])
-    assert code == 0
-    return out
-
-
 def test_layers_command_writes_figures_and_json(study_dir, tmp_path, capsys):
     runs = [str(study_dir / "runs" / m) for m in ("ae", "vae")]
     out = tmp_path / "layers"

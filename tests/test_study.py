@@ -8,15 +8,6 @@ from brainae.cli import main
 from brainae.evaluation.evaluate import evaluate
 
 
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    code = main(["study", "--data", "phantom:120", "--epochs", "1", "--image-size", "32", "--no-progress",
-                 "--set", "model.channels=[8,16,32]", "--set", "model.latent_dim=16", "--out", str(out)])
-    assert code == 0
-    return out
-
-
 def test_summary_holds_metrics_with_intervals_per_model_and_class(study_dir):
     summary = json.loads((study_dir / "summary.json").read_text())
     assert summary["split"] == "test"
