@@ -86,15 +86,15 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         from brainae.sweeps.command import study_sweeps
 
         ctx.extras["sweeps"] = study_sweeps(cfgs, full, out / "sweeps", preset, progress=progress)
+    n_train = sum(ctx.data_summary["counts"]["train"].values())
     for name, cfg in cfgs.items():
-        n_train = sum(ctx.data_summary["counts"]["train"].values())
         print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {n_train} training images)")
         run_dir = out / "runs" / name
         ctx.train_results[name] = train(cfg, run_dir, overwrite=True, data=full)
         ctx.configs[name] = to_dict(cfg)
         ctx.histories[name] = read_history(run_dir / "history.csv")
-        ctx.eval_results[name] = evaluate(run_dir, split="test", dataset=test)
-        model, _ = load_run(run_dir)
+        model, run_cfg = load_run(run_dir)  # the best checkpoint, read once for evaluation and figures
+        ctx.eval_results[name] = evaluate(run_dir, split="test", dataset=test, run=(model, run_cfg))
         ctx.models[name], ctx.run_dirs[name] = model, run_dir
         ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
     print(format_table(ctx.eval_results))

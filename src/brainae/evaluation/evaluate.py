@@ -66,17 +66,18 @@ def resolve_eval_data(cfg: Config, spec: Optional[str], split: str, progress: bo
 
 
 def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test", progress: bool = True,
-             dataset: Optional[ImageSet] = None) -> dict:
+             dataset: Optional[ImageSet] = None, run: Optional[tuple] = None) -> dict:
     """Evaluate a run's best checkpoint on ``split``; writes ``RUN_DIR/eval/<split>.json``.
 
     data: a data spec other than the one trained on (same preprocessing is applied).
     dataset: an already loaded split (the study passes it to avoid reloading).
+    run: the run's (model, config) from ``load_run``, when the caller has it open already.
 
     Example:
         >>> res = evaluate("runs/ae", split="test")  # doctest: +SKIP
         >>> res["psnr"]["mean"], res["psnr"]["ci95"]  # doctest: +SKIP
     """
-    model, cfg = load_run(run_dir)
+    model, cfg = run if run is not None else load_run(run_dir)
     ds = dataset if dataset is not None else resolve_eval_data(cfg, data, split, progress)
     values = image_metrics(model, ds.images)
     result = {

@@ -32,7 +32,7 @@ from brainae.config import Config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
-from brainae.io import write_json
+from brainae.io import atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
 from brainae.training.module import AutoencoderModule
 
@@ -116,10 +116,6 @@ def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
     return ds.subset((ds.splits == "test") | (ds.labels == ds.classes.index(name)))
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
-
-
 def train(
     cfg: Config,
     out_dir: str | Path,
@@ -156,18 +152,15 @@ def train(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = AutoencoderModule.from_config(cfg)
+    cfg.train.noise = module.cfg.train.noise  # a model's default noise (dae) belongs in config.yaml
     if not child:
         save_config(cfg, out / "config.yaml")
         write_json(out / "data.json", data_summary(ds))
     if ds.skipped and not child:
-        (out / "skipped.txt").write_text("".join(f"{s}\t{r}\n" for s, r in ds.skipped))
+        atomic_write_text(out / "skipped.txt", "".join(f"{s}\t{r}\n" for s, r in ds.skipped))
         print(f"skipped {len(ds.skipped)} unreadable file(s); list in {out / 'skipped.txt'}")
 
-    module = AutoencoderModule.from_config(cfg)
-    if module.cfg.train.noise != cfg.train.noise:  # a model's default noise (dae) belongs in config.yaml
-        cfg.train.noise = module.cfg.train.noise
-        if not child:
-            save_config(cfg, out / "config.yaml")
     train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
