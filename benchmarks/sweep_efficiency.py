@@ -1,14 +1,28 @@
 """Benchmark: TPE + pruning against random search without pruning, same number of trials.
 
-A reduced real problem: the study's AE and search space (lr x batch size x latent size) on the
-real Training folder at 64x64 with a fixed subset (``data.limit``), each trial allowed
-``--epochs`` epochs. For every seed, TPE + pruning runs ``--trials`` trials through ``run_sweep``; random search
-without pruning draws the same number of trials from the fully trained grid (see main). We
-record the epochs spent and the best validation loss reached (per-pixel MSE). The goal: reach the same best loss
-(within ``--tolerance``, 5%) with at most 30% of the epochs.
+A reduced real problem: the study's AE and search space (lr x batch size x latent size, 27
+configurations) on the real Training folder at 64x64 with a fixed subset (``data.limit``), each
+trial allowed ``--epochs`` epochs. We record the epochs spent and the best validation loss reached
+(per-pixel MSE). The goal: on every seed, reach the same best loss as random search (within
+``--tolerance``, 5%) with at most 30% of its epochs.
 
-    python benchmarks/sweep_efficiency.py [--data ../shared/data/brain-tumor-mri] [--trials 20] [--epochs 10] \\
-        [--limit 100] [--pruners median hyperband] [--seeds 0 1 2] [--tag cpu]
+How each method is measured:
+- Random search without pruning, exactly: training is seeded, so a configuration always gives the
+  same curve. The whole grid is trained once (grid sampler, no pruner); each seed then draws
+  ``--trials`` configurations from it as RandomSampler does (with repeats).
+- TPE + pruning: ``run_sweep`` itself, ``--trials`` trials per seed and pruner (real training).
+- Epochs are counted alike: a configuration trains once. ``brainae sweep`` answers a trial that
+  repeats an earlier configuration from that trial's result (0 epochs), and random search is
+  charged for its distinct configurations only; ``epochs_fraction_of_naive_random`` charges it
+  trials x epochs instead.
+- Replay: the same TPE sampler and pruner run over the grid's recorded curves for many more seeds
+  and trial counts (``--replay-seeds``, ``--replay-trials``), in seconds. Seeded training makes
+  this exact; the results file says whether the replay reproduced every real run.
+
+    python benchmarks/sweep_efficiency.py [--data ../shared/data/brain-tumor-mri] [--trials 40] [--epochs 10] \\
+        [--limit 100] [--pruners sha median hyperband] [--seeds 0 1 2] [--replay-seeds 20] [--tag cpu]
+    # re-analyse a results file without training (new replay settings; the real runs are kept)
+    python benchmarks/sweep_efficiency.py --reanalyse benchmarks/results/sweep_efficiency_cpu.json
 
 Results: benchmarks/results/sweep_efficiency_<tag>.json and .md (the machine is named in both).
 """
@@ -25,35 +39,47 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import torch
 
 from brainae.config import build_config
 from brainae.data.load import load_data
-from brainae.sweeps.runner import SweepOptions, run_sweep
+from brainae.sweeps.runner import run_sweep
 from brainae.sweeps.space import Space, seed_space
+from brainae.sweeps.study import PRUNERS, SweepOptions, make_pruner, make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+BASE = "random, no pruning"
 sys.path.insert(0, str(Path(__file__).parent))
 from train_real import machine  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10, help="epoch budget of every trial")
     ap.add_argument("--limit", type=int, default=100, help="training images (validation scales with it)")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--pruners", nargs="+", default=["median", "hyperband"], choices=["median", "hyperband"])
+    ap.add_argument("--pruners", nargs="+", default=["sha", "median", "hyperband"],
+                    choices=[p for p in PRUNERS if p != "none"])
+    ap.add_argument("--replay-seeds", type=int, default=20, help="seeds 0..N-1 replayed on the grid's curves")
+    ap.add_argument("--replay-trials", type=int, nargs="+", default=[20, 30, 40])
     ap.add_argument("--tolerance", type=float, default=0.05, help="'same best loss': within this fraction")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a shared CPU)")
     ap.add_argument("--tag", default="cpu")
+    ap.add_argument("--reanalyse", metavar="RESULTS.json", help="recompute summary and replay from a results file "
+                    "(its grid curves and real runs; trials, seeds, epochs and pruners come from the file)")
     args = ap.parse_args()
+    if args.reanalyse:
+        return reanalyse(args)
     if not Path(args.data).is_dir():
         print(f"real data not found at {args.data}; pass --data (benchmark skipped)", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     cfg = build_config("ae", preset="seed", data=args.data, image_size=args.image_size, limit=args.limit,
                        accelerator="cpu")
@@ -64,24 +90,16 @@ def main() -> int:
     start_all = time.perf_counter()
     runs = []
     try:
-        # Random search without pruning, exactly: training is seeded, so a configuration always gives
-        # the same curve. Train the whole 27-point grid once (grid sampler, no pruner), then draw each
-        # seed's random search from it, as RandomSampler draws categorical values (with repeats).
         grid = run_sweep(cfg, SweepOptions("ae", work / "grid", space, trials=len(_grid_points(space)),
                                            sampler="grid", pruner="none", seed=0, quiet=True), data=data)
         table = {_key(t["params"]): t["value"] for t in grid["trials"] if t["state"] == "complete"}
+        curves = {_key(t["params"]): list(t["intermediate"].values()) for t in grid["trials"]}
         grid_seconds = sum(t["seconds"] or 0 for t in grid["trials"])
         print(f"grid: {len(table)} configurations x {args.epochs} epochs in {grid_seconds:.0f} s; "
               f"best {min(table.values()):.5f}", flush=True)
         for seed in args.seeds:
-            rng = np.random.default_rng(seed)
-            keys = list(table)
-            draws = [keys[i] for i in rng.integers(0, len(keys), size=args.trials)]
-            unique = sorted(set(draws))
-            runs.append({"seed": seed, "method": "random, no pruning", "best_val_loss": min(table[k] for k in draws),
-                         "epochs_run": len(unique) * args.epochs, "epochs_naive": args.trials * args.epochs,
-                         "unique_configs": len(unique),
-                         "seconds": round(len(unique) / len(table) * grid_seconds, 1)})
+            r = random_search(table, seed, args.trials, args.epochs)
+            runs.append({**r, "seconds": round(r["unique_configs"] / len(table) * grid_seconds, 1)})
             for pruner in args.pruners:
                 out = work / f"tpe-{pruner}-{seed}"
                 t0 = time.perf_counter()
@@ -99,56 +117,202 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    base = "random, no pruning"
-    refs = {r["seed"]: r for r in runs if r["method"] == base}
-    summary = []
-    for method in [base] + [f"tpe + {p}" for p in args.pruners]:
-        rows = [r for r in runs if r["method"] == method]
-        ratio = [r["epochs_run"] / refs[r["seed"]]["epochs_run"] for r in rows]
-        rel = [r["best_val_loss"] / refs[r["seed"]]["best_val_loss"] - 1 for r in rows]
-        row = {
-            "method": method, "epochs_mean": float(np.mean([r["epochs_run"] for r in rows])),
-            "epochs_fraction_of_random": float(np.mean(ratio)),
-            "epochs_fraction_of_naive_random": float(np.mean([r["epochs_run"] / r["epochs_naive"] for r in rows])),
-            "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in rows])),
-            "best_val_loss_per_seed": [r["best_val_loss"] for r in rows],
-            "best_loss_vs_random": float(np.mean(rel)), "worst_seed_best_loss_vs_random": float(np.max(rel)),
-            "grid_rank_of_best": [sorted(table.values()).index(r["best_val_loss"]) + 1
-                                  if r["best_val_loss"] in table.values() else None for r in rows],
-        }
-        if method != base:
-            row["goal_met"] = bool(row["epochs_fraction_of_random"] <= 0.30
-                                   and row["worst_seed_best_loss_vs_random"] <= args.tolerance)
-        summary.append(row)
     result = {
         "machine": machine(), "torch_threads": args.threads,
         "data": f"{args.data} (Training folder), {args.image_size}x{args.image_size}, "
                 f"{int((data.splits == 'train').sum())} train / {int((data.splits == 'val').sum())} val images",
         "model": "ae (the study's network)", "space": [r["key"] + " " + r["values"] for r in space.table()],
         "trials": args.trials, "epochs_per_trial": args.epochs, "seeds": args.seeds, "tolerance": args.tolerance,
-        "goal": "same best validation loss (within tolerance, every seed) for at most 30% of the epochs of random search",
-        "note": "epochs of random search count each distinct configuration once (brainae reuses the result of a "
-                "repeated configuration); epochs_fraction_of_naive_random counts every trial",
         "command": "python benchmarks/sweep_efficiency.py " + " ".join(sys.argv[1:]),
-        "grid": {_key_str(k): v for k, v in sorted(table.items(), key=lambda kv: kv[1])},
-        "total_seconds": round(time.perf_counter() - start_all, 1), "summary": summary, "runs": runs,
+        "total_seconds": round(time.perf_counter() - start_all, 1),
     }
+    analyse(result, runs, table, curves, space, args)
+    return 0
+
+
+def reanalyse(args: argparse.Namespace) -> int:
+    """Summary, replay and markdown again from a results file: no training, the real runs unchanged."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    old = json.loads(Path(args.reanalyse).read_text())
+    args.trials, args.epochs, args.seeds = old["trials"], old["epochs_per_trial"], old["seeds"]
+    args.pruners = [r["method"].split(" + ")[1] for r in old["summary"] if r["method"] != BASE]
+    space = Space("seed-reduced", seed_space().params, epochs=[args.epochs])
+    # in the grid's training order, as in the original run: random search draws by position in it
+    table = {_parse_key_str(k, space): old["grid"][k] for k in old["grid_curves"]}
+    curves = {_parse_key_str(k, space): c for k, c in old["grid_curves"].items()}
+    runs = [{k: v for k, v in r.items() if k not in ("epochs_fraction_of_random", "best_loss_vs_random", "goal_met")}
+            for r in old["runs"]]
+    result = {k: old[k] for k in ("machine", "torch_threads", "data", "model", "space", "trials", "epochs_per_trial",
+                                  "seeds", "command", "total_seconds")}
+    result["tolerance"] = args.tolerance
+    result["reanalysed_with"] = "python benchmarks/sweep_efficiency.py " + " ".join(sys.argv[1:])
+    analyse(result, runs, table, curves, space, args)
+    return 0
+
+
+def analyse(result: dict, runs: list[dict], table: dict, curves: dict, space: Space, args: argparse.Namespace) -> None:
+    """Summarise the real runs, replay more seeds and trial counts, write the .json and .md results."""
+    summary = summarise(runs, [BASE] + [f"tpe + {p}" for p in args.pruners], table, args.tolerance)
+    t0 = time.perf_counter()
+    replayed = {(r["seed"], r["method"]): replay(curves, space, r["method"].split(" + ")[1], args.trials, r["seed"])
+                for r in runs if r["method"] != BASE}
+    mismatches = [f"seed {seed} {method}" for (seed, method), (epochs, best) in replayed.items()
+                  if (epochs, best) != next((r["epochs_run"], r["best_val_loss"]) for r in runs
+                                            if r["seed"] == seed and r["method"] == method)]
+    replay_rows = []
+    for trials in args.replay_trials:
+        sim = []
+        for seed in range(args.replay_seeds):
+            sim.append(random_search(table, seed, trials, args.epochs))
+            for pruner in args.pruners:
+                epochs, best = replay(curves, space, pruner, trials, seed)
+                sim.append({"seed": seed, "method": f"tpe + {pruner}", "best_val_loss": best, "epochs_run": epochs,
+                            "epochs_naive": trials * args.epochs})
+        for row in summarise(sim, [f"tpe + {p}" for p in args.pruners], table, args.tolerance):
+            replay_rows.append({"trials": trials, **{k: v for k, v in row.items() if k != "best_val_loss_per_seed"}})
+    print(f"replay: {len(args.replay_trials) * args.replay_seeds * len(args.pruners)} runs in "
+          f"{time.perf_counter() - t0:.0f} s; reproduces the real runs: {not mismatches}", flush=True)
+
+    result.update({
+        "goal": "on every seed: the same best validation loss as random search (within tolerance) for at most 30% "
+                "of its epochs",
+        "note": "epochs are counted the same way for both methods: a configuration trains once, a trial that repeats "
+                "an earlier configuration costs 0 epochs (brainae sweep reuses the earlier result; random search is "
+                "charged for its distinct configurations only). epochs_fraction_of_naive_random charges random "
+                "search for every trial instead (trials x epochs)",
+        "pruners": {p: _describe(make_pruner(p, args.epochs)) for p in args.pruners},
+        "tpe": _describe(make_sampler("tpe", space, 0, args.trials)) + ", n_startup_trials = trials // 3 within [3, 10]",
+        "summary": summary, "runs": runs,
+        "replay": {"seeds": f"0..{args.replay_seeds - 1}", "reproduces_real_runs": not mismatches,
+                   "mismatches": mismatches, "rows": replay_rows},
+        "grid": {_key_str(k): v for k, v in sorted(table.items(), key=lambda kv: kv[1])},
+        "grid_curves": {_key_str(k): c for k, c in curves.items()},  # loss per epoch, in training order
+    })
     res_dir = ROOT / "benchmarks" / "results"
     (res_dir / f"sweep_efficiency_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result, args)
+    (res_dir / f"sweep_efficiency_{args.tag}.md").write_text(md)
+    print(md)
+
+
+def random_search(table: dict, seed: int, trials: int, epochs: int) -> dict:
+    """Random search drawn from the trained grid (``table`` in its training order), as RandomSampler draws
+    categorical values: uniformly, with repeats."""
+    keys = list(table)
+    draws = [keys[i] for i in np.random.default_rng(seed).integers(0, len(keys), size=trials)]
+    unique = set(draws)
+    return {"seed": seed, "method": BASE, "best_val_loss": min(table[k] for k in draws),
+            "epochs_run": len(unique) * epochs, "epochs_naive": trials * epochs, "unique_configs": len(unique)}
+
+
+def replay(curves: dict, space: Space, pruner: str, trials: int, seed: int) -> tuple[int, float]:
+    """(epochs run, best value) of ``run_sweep``'s TPE + ``pruner`` with the grid's curves as training:
+    the same sampler, pruner, reuse of repeated configurations and pruning rule (report the epoch's
+    loss; prune before the last epoch only) as brainae.sweeps.objective."""
+    epochs = len(next(iter(curves.values())))
+    # the study's name too: Hyperband assigns trials to brackets by a hash of name and trial number
+    study = optuna.create_study(study_name=SweepOptions("ae", Path(), space).name, pruner=make_pruner(pruner, epochs),
+                                sampler=make_sampler("tpe", space, seed, trials))
+    spent = 0
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal spent
+        params = {p.key: p.suggest(trial) for p in space.params}
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                 optuna.trial.TrialState.PRUNED)):
+            if t.number != trial.number and t.params == trial.params:
+                if t.state == optuna.trial.TrialState.PRUNED:
+                    raise optuna.TrialPruned()
+                return t.value
+        curve = curves[_key(params)]
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, step=epoch)
+            if epoch < epochs and trial.should_prune():
+                spent += epoch
+                raise optuna.TrialPruned()
+        spent += epochs
+        return min(curve)
+
+    study.optimize(objective, n_trials=trials)
+    done = [t.value for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    return spent, min(done) if done else float("inf")
+
+
+def summarise(runs: list[dict], methods: list[str], table: dict, tolerance: float) -> list[dict]:
+    """Per method: mean epochs and best loss, both relative to random search of the same seed, and
+    on how many seeds the goal was met. Adds the per-seed fractions to ``runs``."""
+    refs = {r["seed"]: r for r in runs if r["method"] == BASE}
+    ranked = sorted(table.values())
+    summary = []
+    for method in methods:
+        rows = [r for r in runs if r["method"] == method]
+        for r in rows:
+            r["epochs_fraction_of_random"] = round(r["epochs_run"] / refs[r["seed"]]["epochs_run"], 4)
+            r["best_loss_vs_random"] = round(r["best_val_loss"] / refs[r["seed"]]["best_val_loss"] - 1, 4)
+            if method != BASE:
+                r["goal_met"] = bool(r["epochs_fraction_of_random"] <= 0.30 and r["best_loss_vs_random"] <= tolerance)
+        frac = [r["epochs_fraction_of_random"] for r in rows]
+        rel = [r["best_loss_vs_random"] for r in rows]
+        row = {
+            "method": method, "epochs_mean": float(np.mean([r["epochs_run"] for r in rows])),
+            "epochs_fraction_of_random": float(np.mean(frac)), "epochs_fraction_of_random_max": float(np.max(frac)),
+            "epochs_fraction_of_naive_random": float(np.mean([r["epochs_run"] / r["epochs_naive"] for r in rows])),
+            "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in rows])),
+            "best_val_loss_per_seed": [r["best_val_loss"] for r in rows],
+            "best_loss_vs_random": float(np.mean(rel)), "worst_seed_best_loss_vs_random": float(np.max(rel)),
+            "grid_rank_of_best": [ranked.index(r["best_val_loss"]) + 1 if r["best_val_loss"] in ranked else None
+                                  for r in rows],
+        }
+        if method != BASE:  # on every seed, not on average
+            row["seeds_meeting_goal"] = sum(r["goal_met"] for r in rows)
+            row["goal_met"] = row["seeds_meeting_goal"] == len(rows)
+        summary.append(row)
+    return summary
+
+
+def markdown(result: dict, args: argparse.Namespace) -> str:
     md = [f"# Sweep efficiency ({result['machine']})", "", f"`{result['command']}`: {result['data']}; "
           f"{args.trials} trials x up to {args.epochs} epochs, seeds {args.seeds}; "
-          f"total {result['total_seconds'] / 60:.1f} min.", "",
-          "| method | epochs (mean) | epochs vs random (distinct configs / every trial) | best val. loss (mean) | "
+          f"total {result['total_seconds'] / 60:.1f} min"
+          + (f"; summary and replay recomputed by `{result['reanalysed_with']}`" if result.get("reanalysed_with") else "")
+          + ".", "",
+          f"Goal: {result['goal']}.", "",
+          "| method | epochs (mean) | epochs vs random: mean / worst seed (every trial charged) | best val. loss (mean) | "
           "best loss vs random (mean / worst seed) | rank of best in the 27-point grid | goal met |",
           "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in summary:
+    for r in result["summary"]:
+        goal = "baseline" if r["method"] == BASE else \
+            f"{'yes' if r['goal_met'] else 'no'} ({r['seeds_meeting_goal']}/{len(args.seeds)} seeds)"
         md.append(f"| {r['method']} | {r['epochs_mean']:.0f} | {100 * r['epochs_fraction_of_random']:.0f}% / "
-                  f"{100 * r['epochs_fraction_of_naive_random']:.0f}% | {r['best_val_loss_mean']:.5f} | "
-                  f"{100 * r['best_loss_vs_random']:+.1f}% / {100 * r['worst_seed_best_loss_vs_random']:+.1f}% | "
-                  f"{r['grid_rank_of_best']} | {'baseline' if r['method'] == base else 'yes' if r['goal_met'] else 'no'} |")
-    (res_dir / f"sweep_efficiency_{args.tag}.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-    return 0
+                  f"{100 * r['epochs_fraction_of_random_max']:.0f}% ({100 * r['epochs_fraction_of_naive_random']:.0f}%) | "
+                  f"{r['best_val_loss_mean']:.5f} | {100 * r['best_loss_vs_random']:+.1f}% / "
+                  f"{100 * r['worst_seed_best_loss_vs_random']:+.1f}% | {r['grid_rank_of_best']} | {goal} |")
+    md += ["", "Per seed:", "",
+           "| seed | method | distinct configs | epochs | epochs vs random | best val. loss | vs random | goal |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(result["runs"], key=lambda r: r["seed"]):
+        goal = "" if r["method"] == BASE else "yes" if r["goal_met"] else "no"
+        md.append(f"| {r['seed']} | {r['method']} | {r['unique_configs']} | {r['epochs_run']} | "
+                  f"{100 * r['epochs_fraction_of_random']:.0f}% | {r['best_val_loss']:.5f} | "
+                  f"{100 * r['best_loss_vs_random']:+.1f}% | {goal} |")
+    rp = result["replay"]
+    md += ["", f"Replay on the grid's curves, seeds {rp['seeds']} (reproduces every real run above: "
+           f"{'yes' if rp['reproduces_real_runs'] else 'no: ' + ', '.join(rp['mismatches'])}):", "",
+           "| trials | method | epochs vs random: mean / worst seed | best loss vs random: mean / worst seed | "
+           "seeds meeting the goal |", "| --- | --- | --- | --- | --- |"]
+    for r in rp["rows"]:
+        md.append(f"| {r['trials']} | {r['method']} | {100 * r['epochs_fraction_of_random']:.0f}% / "
+                  f"{100 * r['epochs_fraction_of_random_max']:.0f}% | {100 * r['best_loss_vs_random']:+.1f}% / "
+                  f"{100 * r['worst_seed_best_loss_vs_random']:+.1f}% | {r['seeds_meeting_goal']}/{args.replay_seeds} |")
+    md += ["", f"Epochs: {result['note']}.", "",
+           "Pruners: " + "; ".join(f"{k}: {v}" for k, v in result["pruners"].items()) + f". TPE: {result['tpe']}."]
+    return "\n".join(md) + "\n"
+
+
+def _describe(obj) -> str:
+    """``MedianPruner(n_startup_trials=2, ...)``: the settings the product uses, for the results file."""
+    attrs = {k.lstrip("_"): v for k, v in vars(obj).items() if isinstance(v, (int, float, str, bool)) and v is not None}
+    return f"{type(obj).__name__}({', '.join(f'{k}={v}' for k, v in sorted(attrs.items()))})"
 
 
 def _grid_points(space: Space) -> list:
@@ -161,6 +325,12 @@ def _key(params: dict) -> tuple:
 
 def _key_str(key: tuple) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in key)
+
+
+def _parse_key_str(text: str, space: Space) -> tuple:
+    """``_key_str``'s inverse: "latent_dim=2048, batch_size=16, lr=0.001" -> the ``_key`` tuple."""
+    full = {p.key.split(".")[-1]: p.key for p in space.params}
+    return _key({full[k]: json.loads(v) for k, v in (item.split("=") for item in text.split(", "))})
 
 
 if __name__ == "__main__":

@@ -40,6 +40,24 @@ def test_auroc_matches_pairwise_counting_with_ties():
     assert auroc(s, y) == pytest.approx(brute_auroc(s, y))
 
 
+def test_mse_detail_does_not_rank_images_by_their_own_fine_detail():
+    """A 'model' that only blurs: plain mse ranks the detailed (noisier, sharper) images first, as on the
+    real data where that ranks by source; mse_detail scores every image 1."""
+    from scipy.ndimage import gaussian_filter
+
+    from brainae.evaluation.anomaly import DETAIL_SIGMA, brain_masks, image_scores
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    head = ((yy - 16) ** 2 + (xx - 16) ** 2 < 12**2).astype(np.float32) * 0.5
+    detail = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.3])
+    images = np.stack([np.clip(head + d * rng.standard_normal(head.shape) * (head > 0), 0, 1) for d in detail])
+    recons = np.stack([gaussian_filter(x, DETAIL_SIGMA) for x in images])
+    s = image_scores(images, recons, brain_masks(images))
+    assert np.all(np.diff(s["mse"]) > 0)
+    assert s["mse_detail"] == pytest.approx(np.ones(len(images)))
+
+
 @pytest.fixture(scope="module")
 def tiny_test_set():
     ds = load_data(DataConfig(spec="phantom:60", image_size=32), progress=False).split("test")
@@ -126,13 +144,41 @@ def test_anomaly_command_writes_image_and_pixel_metrics(dae_run, tmp_path):
     assert main(["anomaly", str(dae_run), "--out", str(out), "--no-progress"]) == 0
     result = json.loads((out / "anomaly.json").read_text())
     assert result["normal_class"] == "no_tumor" and result["n_tumor"] > 0 and result["n_normal"] > 0
-    assert set(result["image_level"]) == {"mse", "ssim", "p99"}
+    assert set(result["image_level"]) == {"mse", "ssim", "p99", "mse_detail"} and result["warning"] is None
     for v in result["image_level"].values():
         assert 0 <= v["auroc"] <= 1 and 0 <= v["auprc"] <= 1
     px = result["pixel_level"]
     assert 0 <= px["auroc"] <= 1 and 0 <= px["best_dice"] <= 1 and px["tumor_pixels"] > 0
     assert (out / "anomaly_residuals.png").is_file() and (out / "anomaly_scores.png").is_file()
     assert main(["anomaly", str(dae_run), "--normal", "healthy", "--out", str(out), "--no-progress"]) == 2
+
+
+def test_anomaly_warns_when_the_model_bypasses_its_bottleneck(dae_run, tmp_path, monkeypatch, capsys):
+    """A model with skips or a residual output can copy its input: `brainae anomaly` says so in one line
+    and in anomaly.json. A stand-in that copies exactly scores every image 0, so AUROC is chance."""
+    import torch
+
+    import brainae.training.run as run_module
+    from brainae.models.output import ModelOutput
+
+    class CopyNet(torch.nn.Module):
+        bypasses_bottleneck = True
+
+        def __init__(self):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):  # (B, 1, H, W) -> the input itself
+            return ModelOutput(recon=x * self.gain, z=x.flatten(1)[:, :4])
+
+    real_load = run_module.load_run
+    monkeypatch.setattr(run_module, "load_run", lambda path: (CopyNet(), real_load(path)[1]))
+    out = tmp_path / "an"
+    assert main(["anomaly", str(dae_run), "--out", str(out), "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("warning:") and "copy its input" in first and "not a tumour score" in first
+    result = json.loads((out / "anomaly.json").read_text())
+    assert result["warning"] == first and result["image_level"]["mse"]["auroc"] == 0.5
 
 
 def test_short_training_on_healthy_phantoms_detects_tumours(tmp_path):

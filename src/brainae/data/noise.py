@@ -9,6 +9,8 @@ A spec string names a registered noise and one or more levels, on images scaled 
                           (photon count at intensity 1 = 1 / level**2)
     gaussian:0.1,0.2,0.3  several levels: ``parse_noise_levels`` gives one noise per level; training
                           with such a spec draws a level per image
+    gaussian:0.02-0.35    a range, for blind denoisers: training draws each image's level uniformly
+                          from it, so one model serves every level in between
 
 Every noisy image is clipped to [0, 1]. Noise is drawn from a ``torch.Generator`` (or an int
 seed), so evaluation can give every method the same noisy images.
@@ -117,6 +119,25 @@ class NoiseMix:
         return out
 
 
+@dataclass(frozen=True)
+class NoiseRange:
+    """One noise with each image's level drawn uniformly from [low, high]: blind-denoiser training."""
+
+    kind: str
+    low: float
+    high: float
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.low:g}-{self.high:g}"
+
+    def __call__(self, x: torch.Tensor, generator: Seed = None) -> torch.Tensor:
+        g = _generator(generator, x.device)
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)  # one level per image, broadcast over its pixels
+        level = self.low + (self.high - self.low) * torch.rand(shape, generator=g, device=x.device)
+        return get("noise", self.kind)(x.float(), level, g).clamp_(0.0, 1.0).to(x.dtype)
+
+
 def _generator(seed: Seed, device) -> Optional[torch.Generator]:
     if seed is None or isinstance(seed, torch.Generator):
         return seed
@@ -152,13 +173,20 @@ def parse_noise_levels(spec: str) -> list[Noise]:
     return out
 
 
-def parse_noise(spec: str) -> Union[Noise, NoiseMix]:
-    """A callable ``(x, generator) -> noisy x`` for ``spec``; several levels give a per-image mix.
+def parse_noise(spec: str) -> Union[Noise, NoiseMix, NoiseRange]:
+    """A callable ``(x, generator) -> noisy x`` for ``spec``; several levels or a range give per-image levels.
 
     Example:
-        >>> parse_noise("gaussian:0.1,0.3").spec
-        'gaussian:0.1,0.3'
+        >>> parse_noise("gaussian:0.1,0.3").spec, parse_noise("rician:0.02-0.2").spec
+        ('gaussian:0.1,0.3', 'rician:0.02-0.2')
     """
+    kind, _, levels = str(spec).strip().partition(":")
+    if "-" in levels.strip().lstrip("-"):
+        low, _, high = levels.partition("-")
+        lo, hi = parse_noise_levels(f"{kind}:{low},{high}")
+        if not lo.level < hi.level:
+            raise BrainaeError(f"noise '{spec}': a range LOW-HIGH needs LOW < HIGH")
+        return NoiseRange(lo.kind, lo.level, hi.level)
     levels = parse_noise_levels(spec)
     return levels[0] if len(levels) == 1 else NoiseMix(tuple(levels))
 

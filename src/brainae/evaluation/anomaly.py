@@ -1,16 +1,25 @@
 """Tumour detection by reconstruction error: an autoencoder that learnt healthy anatomy reconstructs
 a tumour badly, so a large residual flags it.
 
-Each test image gets three scores, all computed inside the brain (pixels of the input above 0.05,
+Each test image gets four scores, all computed inside the brain (pixels of the input above 0.05,
 holes filled, so the black background does not dilute them):
-    mse    mean squared residual
-    ssim   1 - mean local SSIM between input and reconstruction
-    p99    99th percentile of the absolute residual (a small tumour moves it, the mean barely)
+    mse         mean squared residual
+    ssim        1 - mean local SSIM between input and reconstruction
+    p99         99th percentile of the absolute residual (a small tumour moves it, the mean barely)
+    mse_detail  mse divided by the image's own fine detail: the mean squared difference between the
+                input and its Gaussian blur of 1 pixel. An autoencoder cannot reproduce fine detail,
+                so plain mse also ranks images by how sharp, noisy or resampled they are; on the real
+                data that ranks them by source, healthy slices first (benchmarks/anomaly_source_bias.py).
+                The ratio needs no fitting, so nothing is tuned on the test split.
 Image level: AUROC and AUPRC of each score for tumour (any class but the normal one) versus healthy.
 Pixel level, where the data has tumour masks (phantom): AUROC and AUPRC of the residual map
 (smoothed by a Gaussian of 1 pixel) over brain pixels, and the best Dice over all thresholds.
 
 AUROC (rank based, ties averaged) and average precision are computed with numpy, as scikit-learn does.
+
+A model that passes information around its bottleneck (skip connections, a residual output; it sets
+``bypasses_bottleneck = True``) can learn to copy its input, tumour included, so a small residual says
+nothing about health: its results carry a ``warning``.
 """
 from __future__ import annotations
 
@@ -23,8 +32,9 @@ import torch
 from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
 
-SCORES = ("mse", "ssim", "p99")
+SCORES = ("mse", "ssim", "p99", "mse_detail")
 BRAIN_THRESHOLD = 0.05
+DETAIL_SIGMA = 1.0  # pixels; the only value tried
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -83,6 +93,19 @@ def best_dice(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(dice[i]), float(thr[i])
 
 
+def bottleneck_warning(model: torch.nn.Module) -> Optional[str]:
+    """One line if ``model`` bypasses its bottleneck (see the module docstring), else None.
+
+    Example:
+        >>> bottleneck_warning(torch.nn.Identity()) is None
+        True
+    """
+    if not getattr(model, "bypasses_bottleneck", False):
+        return None
+    return ("warning: this model bypasses its bottleneck (skip connections or a residual output), so it can "
+            "copy its input, tumour included: reconstruction error is not a tumour score")
+
+
 def brain_masks(images: np.ndarray, threshold: float = BRAIN_THRESHOLD) -> np.ndarray:
     """Bool (N, H, W): input pixels above ``threshold`` with holes filled (dark ventricles stay inside)."""
     from scipy.ndimage import binary_fill_holes
@@ -90,8 +113,25 @@ def brain_masks(images: np.ndarray, threshold: float = BRAIN_THRESHOLD) -> np.nd
     return np.stack([binary_fill_holes(im > threshold) for im in images])
 
 
+def detail_energy(images: np.ndarray, brains: np.ndarray, sigma: float = DETAIL_SIGMA) -> np.ndarray:
+    """Per image: mean squared difference between the input and its Gaussian blur, inside the brain.
+
+    Example:
+        >>> flat = np.full((1, 16, 16), 0.5)
+        >>> float(detail_energy(flat, flat > 0)[0])
+        0.0
+    """
+    from scipy.ndimage import gaussian_filter
+
+    out = np.zeros(len(images))
+    for i, (x, b) in enumerate(zip(images, brains)):
+        b = b if b.any() else np.ones_like(b)
+        out[i] = float(np.mean((x - gaussian_filter(x, sigma))[b] ** 2))
+    return out
+
+
 def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> dict[str, np.ndarray]:
-    """The three per-image scores (see the module docstring); float images (N, H, W) in [0, 1]."""
+    """The per-image scores of SCORES (see the module docstring); float images (N, H, W) in [0, 1]."""
     from skimage.metrics import structural_similarity
 
     res = np.abs(images - recons)
@@ -103,6 +143,7 @@ def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> 
                                         use_sample_covariance=False, full=True)
         out["ssim"][i] = 1.0 - float(np.mean(smap[b]))
         out["p99"][i] = float(np.percentile(res[i][b], 99))
+    out["mse_detail"] = out["mse"] / np.maximum(detail_energy(images, brains), 1e-8)  # 1e-8: a flat image
     return out
 
 
@@ -148,6 +189,7 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
                         for k, v in scores.items()},
         "pixel_level": None,
         "brain_threshold": BRAIN_THRESHOLD,
+        "warning": bottleneck_warning(model),
     }
     residuals = residual_maps(images, recons)
     if data.masks is not None and data.masks.any():
@@ -216,11 +258,12 @@ def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optiona
 
 def format_anomaly(result: dict) -> str:
     """Plain-text summary: image-level AUROC/AUPRC per score, pixel-level metrics when present."""
-    lines = [f"tumour vs {result['normal_class']}: {result['n_tumor']} tumour, "
-             f"{result['n_normal']} healthy test images",
-             f"{'score':<8}{'AUROC':>8}{'AUPRC':>8}"]
+    lines = [result["warning"]] if result.get("warning") else []
+    lines += [f"tumour vs {result['normal_class']}: {result['n_tumor']} tumour, "
+              f"{result['n_normal']} healthy test images",
+              f"{'score':<12}{'AUROC':>8}{'AUPRC':>8}"]
     for k, v in result["image_level"].items():
-        lines.append(f"{k:<8}{v['auroc']:>8.3f}{v['auprc']:>8.3f}")
+        lines.append(f"{k:<12}{v['auroc']:>8.3f}{v['auprc']:>8.3f}")
     p = result.get("pixel_level")
     if p:
         lines.append(f"pixels  AUROC {p['auroc']:.3f}  AUPRC {p['auprc']:.3f}  best Dice {p['best_dice']:.3f} "

@@ -52,6 +52,19 @@ def metrics_table(values: dict[str, np.ndarray], ds: ImageSet, seed: int = 0) ->
     return result
 
 
+def model_facts(model: torch.nn.Module) -> dict:
+    """What a comparison must show beside the scores: latent size, parameters, and whether skips bypass the bottleneck.
+
+    A model whose skips (or residual output) bypass the bottleneck can copy its input, so its
+    reconstruction scores are not comparable with those of a true bottleneck autoencoder.
+    """
+    return {
+        "latent_dim": int(getattr(model, "latent_dim", 0) or 0),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "bypasses_bottleneck": bool(getattr(model, "bypasses_bottleneck", False)),
+    }
+
+
 def resolve_eval_data(cfg: Config, spec: Optional[str], split: str, progress: bool = True) -> ImageSet:
     """The images of ``split``, preprocessed exactly as the run was trained (size, aspect, normalisation)."""
     if split not in ("train", "val", "test"):
@@ -85,6 +98,7 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
         "model": cfg.model.name,
         "data": data or cfg.data.spec,
         "split": split,
+        **model_facts(model),
         **metrics_table(values, ds),
     }
     write_json(Path(run_dir) / "eval" / f"{split}.json", result)
@@ -103,12 +117,18 @@ def format_per_class(result: dict) -> str:
 
 def format_table(results: dict[str, dict]) -> str:
     """Plain-text comparison table: one row per named result, mean [95% CI] per metric."""
-    header = f"{'model':<10}{'split':<7}{'n':>6}  {'MSE':<28}{'PSNR (dB)':<24}{'SSIM':<24}"
+    header = (f"{'model':<10}{'latent':>7}{'params':>12}  {'bypass':<7}{'split':<7}{'n':>6}  "
+              f"{'MSE':<28}{'PSNR (dB)':<24}{'SSIM':<24}")
     rows = [header, "-" * len(header)]
     for name, r in results.items():
         cells = []
         for m, fmt in (("mse", "{:.5f}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}")):
             v = r[m]
             cells.append(f"{fmt.format(v['mean'])} [{fmt.format(v['ci95'][0])}, {fmt.format(v['ci95'][1])}]")
-        rows.append(f"{name:<10}{r['split']:<7}{r['n']:>6}  {cells[0]:<28}{cells[1]:<24}{cells[2]:<24}")
+        bypass = "yes" if r.get("bypasses_bottleneck") else "no"
+        rows.append(f"{name:<10}{r.get('latent_dim', 0):>7}{r.get('parameters', 0):>12,}  {bypass:<7}{r['split']:<7}"
+                    f"{r['n']:>6}  {cells[0]:<28}{cells[1]:<24}{cells[2]:<24}")
+    if any(r.get("bypasses_bottleneck") for r in results.values()):
+        rows.append("bypass = yes: skips or a residual output let the input around the bottleneck; such a model can "
+                    "copy its input, so compare its scores only with other bypassing models")
     return "\n".join(rows)

@@ -1,7 +1,7 @@
 """The study's plain autoencoder: conv encoder -> latent vector -> transposed-conv decoder, MSE loss."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -12,6 +12,9 @@ from brainae.errors import BrainaeError
 from brainae.models.blocks import down_block, up_block
 from brainae.models.output import ModelOutput
 from brainae.registry import register_model
+
+RECON_DOC = "(ModelOutput, target) -> scalar reconstruction loss, a mean per pixel"
+Recon = Callable[[ModelOutput, torch.Tensor], torch.Tensor]  # see RECON_DOC
 
 
 class ConvAE(nn.Module):
@@ -86,13 +89,21 @@ class ConvAE(nn.Module):
         logits = self.decode_logits(z)
         return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
 
-    def loss(self, out: ModelOutput, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean squared error per pixel (the study's AE loss); ``loss`` is what gets minimised."""
+    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
+        """Mean squared error per pixel (the study's AE loss), or ``recon_loss`` (train.loss) when given.
+
+        ``loss`` is what gets minimised; ``mse`` is always reported so runs stay comparable.
+        """
         mse = F.mse_loss(out.recon.float(), target.float())
-        return {"loss": mse, "mse": mse}
+        if recon_loss is None:
+            return {"loss": mse, "mse": mse}
+        return {"loss": recon_loss(out, target), "mse": mse}
 
 
 def conv_kwargs(cfg: ModelConfig, image_size: int) -> dict:
+    if cfg.skips:
+        raise BrainaeError(f"config key 'model.skips' does not apply to {cfg.name} (no skip connections); "
+                           "use --model skipae or clear model.skips")
     return dict(
         image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
         latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size, stride=cfg.stride,

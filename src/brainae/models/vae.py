@@ -1,12 +1,14 @@
 """The study's variational autoencoder: the AE backbone with mu / log-variance heads, BCE + KL loss."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from brainae.config import ModelConfig
-from brainae.models.ae import ConvAE, conv_kwargs
+from brainae.models.ae import ConvAE, Recon, conv_kwargs
 from brainae.models.output import ModelOutput
 from brainae.registry import register_model
 
@@ -46,25 +48,37 @@ class ConvVAE(ConvAE):
         logits = self.decode_logits(z)
         return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
 
-    def loss(self, out: ModelOutput, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        target = target.float()
-        batch, pixels = target.shape[0], target[0].numel()
-        # logits form: numerically safe, and allowed under mixed precision autocast
-        bce = F.binary_cross_entropy_with_logits(out.logits.float(), target, reduction="sum") / batch
-        kl = -0.5 * torch.sum(1 + out.logvar - out.mu.pow(2) - out.logvar.exp()) / batch
-        if self.reduction == "sum":
-            loss = bce + self.beta * kl
-        else:
-            loss = (bce + self.beta * kl) / pixels
-        mse = F.mse_loss(out.recon.float(), target)
-        return {"loss": loss, "bce": bce / pixels, "kl": kl, "mse": mse}
+    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
+        """Reconstruction term (BCE, or ``recon_loss`` given per pixel) plus beta * KL; see the class doc."""
+        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``n`` draws from the standard normal prior."""
-        device = self.fc_dec.weight.device
+        device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return self.decode(z)
+
+
+def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str,
+             recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
+    """BCE + beta * KL per image (reduction sum) or per pixel (mean); shared by every variational model.
+
+    ``recon_loss`` (a per-pixel mean, train.loss) replaces BCE, scaled to a sum over pixels under
+    reduction "sum" so its balance against the KL term matches BCE's.
+    """
+    target = target.float()
+    batch, pixels = target.shape[0], target[0].numel()
+    kl = -0.5 * torch.sum(1 + out.logvar - out.mu.pow(2) - out.logvar.exp()) / batch
+    if recon_loss is None:
+        # logits form: numerically safe, and allowed under mixed precision autocast
+        recon = F.binary_cross_entropy_with_logits(out.logits.float(), target, reduction="sum") / batch
+    else:
+        recon = recon_loss(out, target) * pixels
+    loss = recon + beta * kl if reduction == "sum" else (recon + beta * kl) / pixels
+    mse = F.mse_loss(out.recon.float(), target)
+    name = "bce" if recon_loss is None else "recon"
+    return {"loss": loss, name: recon / pixels, "kl": kl, "mse": mse}
 
 
 @register_model("vae")

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from brainae.config import Config, build_config
-from brainae.sweeps.runner import SweepOptions
+from brainae.sweeps.study import SweepOptions
 from brainae.sweeps.space import Space, load_space
 
 
@@ -43,6 +43,9 @@ def format_summary(summary: dict) -> str:
     lines = [f"{summary['n_trials']} trials: {s['complete']} complete, {s['pruned']} pruned, {s['fail']} failed; "
              f"{e['run']} of {e['budget']} epochs run (pruning saved {e['saved']})"
              + (f"; {e['reused_trials']} repeated earlier parameters (result reused)" if e.get("reused_trials") else "")]
+    retried = sum(t.get("retry_of") is not None for t in summary.get("trials", []))
+    if retried:
+        lines[0] += f"; {retried} retried after their worker stopped"
     b = summary.get("best")
     if b:
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items())

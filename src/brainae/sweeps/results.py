@@ -11,7 +11,7 @@ from typing import Optional
 import optuna
 from optuna.trial import TrialState
 
-from brainae.sweeps.runner import SweepOptions, redact, storage_url
+from brainae.sweeps.study import SweepOptions, redact, retried_by, storage_url
 from brainae.sweeps.space import Space, epochs_on_grid
 
 
@@ -23,12 +23,17 @@ def decode_params(space: Space, raw: dict) -> dict:
 def summarise(study: optuna.Study, opts: SweepOptions) -> dict:
     """sweep.json: the space, the best trial and every trial with its state, epochs and reason."""
     trials = []
-    for t in study.get_trials(deepcopy=False):
+    frozen = study.get_trials(deepcopy=False)
+    retries = retried_by(frozen)
+    for t in frozen:
+        reason = t.user_attrs.get("reason") or t.system_attrs.get("fail_reason")
+        if t.number in retries:
+            reason = f"its worker stopped sending heartbeats; retried as trial {retries[t.number]}"
         trials.append({
             "number": t.number, "state": t.state.name.lower(), "params": decode_params(opts.space, t.params),
             "value": t.value, "epochs_run": t.user_attrs.get("epochs_run"), "max_epochs": t.user_attrs.get("max_epochs"),
             "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
-            "reason": t.user_attrs.get("reason") or t.system_attrs.get("fail_reason"),
+            "reason": reason, "retry_of": (t.system_attrs.get("retry_history") or [None])[-1],
             "run_dir": t.user_attrs.get("run_dir"), "duplicate_of": t.user_attrs.get("duplicate_of"),
             "intermediate": {int(k): v for k, v in sorted(t.intermediate_values.items())},
         })

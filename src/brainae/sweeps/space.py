@@ -20,6 +20,7 @@ A YAML space file maps keys to distributions::
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -124,8 +125,29 @@ def seed_space() -> Space:
     ], epochs=list(SEED_EPOCHS))
 
 
+# Model-specific keys the wide space adds, by registered model name (a model not listed gets the
+# common keys only). Listed by name so the space can be built before the model is importable.
+MODEL_PARAMS = {
+    "resae": [_cat("model.blocks", 1, 2), _cat("model.bottleneck", "dense", "spatial")],
+    "resvae": [_cat("model.blocks", 1, 2)],
+    "skipae": [_cat("model.blocks", 1, 2), _cat("model.skips", [], [0], [0, 1]),
+               _cat("model.bottleneck", "dense", "spatial")],
+    "unet": [_cat("model.blocks", 1, 2)],
+}
+VARIATIONAL = ("vae", "resvae")  # their KL weight model.beta is searched too
+
+
 def wide_space(model: str) -> Space:
-    """The seed space plus the architecture and regularisation the study fixed by hand."""
+    """The seed space plus the architecture, optimiser and regularisation the study fixed by hand,
+    and the keys that only ``model`` has (``MODEL_PARAMS``).
+
+    train.loss is never searched: it changes what the validation loss measures, so trials with
+    different losses would not compare.
+
+    Example:
+        >>> [p.key for p in wide_space("skipae").params][-3:]
+        ['model.blocks', 'model.skips', 'model.bottleneck']
+    """
     params = seed_space().params + [
         _cat("model.depth", 3, 4, 5),
         _cat("model.base_width", 16, 32, 64),
@@ -134,10 +156,13 @@ def wide_space(model: str) -> Space:
         _cat("model.stride", 2, 4),
         _cat("model.activation", "leaky_relu", "relu", "gelu", "silu"),
         _cat("model.norm", "batch", "group", "instance", "none"),
+        _cat("train.optimizer", "adam", "adamw"),
+        _cat("train.schedule", "none", "cosine", "onecycle"),
         Param("train.weight_decay", "float", low=1e-7, high=1e-3, log=True),
     ]
-    if model == "vae":
+    if model in VARIATIONAL:
         params.append(Param("model.beta", "float", low=0.1, high=4.0, log=True))
+    params += copy.deepcopy(MODEL_PARAMS.get(model, []))
     return Space("wide", params, epochs=list(SEED_EPOCHS))
 
 
@@ -209,6 +234,9 @@ def _field_type(key: str) -> Any:
         return DERIVED[key]
     if key == "model.name":
         raise BrainaeError("key 'model.name' cannot be searched; run one sweep per --model")
+    if key == "train.loss":
+        raise BrainaeError("key 'train.loss' cannot be searched: it changes what the validation loss measures, "
+                           "so trials would not compare; set it with --set train.loss=... and search the rest")
     parts = key.split(".")
     if len(parts) != 2:
         raise BrainaeError(f"unknown config key '{key}' (use section.key, e.g. train.lr)")

@@ -9,6 +9,8 @@ import torch
 from brainae.config import Config, from_dict, to_dict
 from brainae.data.noise import batch_noise_seed, parse_noise
 from brainae.models import build_model
+from brainae.training.augment import Augment
+from brainae.training.losses import parse_loss
 
 
 class AutoencoderModule(L.LightningModule):
@@ -25,6 +27,8 @@ class AutoencoderModule(L.LightningModule):
         # a denoiser: train.noise, else the model's own default (dae); recorded in the checkpoint's config
         self.cfg.train.noise = self.cfg.train.noise or getattr(self.model, "default_noise", "")
         self.noise = parse_noise(self.cfg.train.noise) if self.cfg.train.noise else None
+        self.recon_loss = parse_loss(self.cfg.train.loss)  # None: the model's own loss
+        self.augment = Augment(self.cfg.train.augment, seed=self.cfg.train.seed)
         self.save_hyperparameters({"config": to_dict(self.cfg)})  # the resolved config lives in every checkpoint
 
     @classmethod
@@ -51,8 +55,10 @@ class AutoencoderModule(L.LightningModule):
 
     def _step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
         x, _ = batch
+        if stage == "train" and self.augment:
+            x = self.augment(x)  # the target is the augmented image too
         out = self.model(self.corrupt(x, stage, batch_idx))
-        terms = self.model.loss(out, x)
+        terms = self.model.loss(out, x, self.recon_loss)
         loss = terms["loss"]
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, batch_size=len(x), sync_dist=True)
@@ -75,5 +81,15 @@ class AutoencoderModule(L.LightningModule):
         self._step(batch, "val", batch_idx)
 
     def configure_optimizers(self):
+        """Adam (the study's; weight decay as L2) or AdamW (decoupled decay), with an optional per-step schedule."""
         t = self.cfg.train
-        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.schedule == "none":
+            return opt
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        if t.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        else:  # onecycle: warm up to train.lr over the first 30% of the steps, then anneal
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

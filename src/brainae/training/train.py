@@ -24,7 +24,7 @@ from typing import Optional
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from brainae import __version__
@@ -166,13 +166,19 @@ def train(
         dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
         save_top_k=1, save_last=True, enable_version_counter=False,
     )  # Lightning writes checkpoints atomically (temp file, then rename)
+    extra = []
+    if cfg.train.early_stopping:
+        extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
+    if cfg.train.ema:
+        # validation and the saved checkpoints use the averaged weights, so best.ckpt is the EMA model
+        extra.append(EMAWeightAveraging(decay=cfg.train.ema))
     trainer = L.Trainer(
         max_epochs=cfg.train.epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
         strategy="ddp" if cfg.train.devices > 1 else "auto",
         precision=cfg.train.precision,
-        callbacks=[best, HistoryCSV(out / "history.csv"), *(callbacks or [])],
+        callbacks=[best, HistoryCSV(out / "history.csv"), *extra, *(callbacks or [])],
         logger=False,
         enable_progress_bar=cfg.train.progress,
         enable_model_summary=False,

@@ -22,6 +22,16 @@ from brainae.visualization.plots import figure_png, plt
 TRAVERSE_SIGMAS = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)  # steps along a principal direction, in its std
 
 
+def has_latent_space(model: nn.Module) -> bool:
+    """True for models whose output is made from their code alone: ``encode`` / ``decode`` and no bypass.
+
+    Skips or a residual output let the input around the code, so decoding a code would show only part
+    of what the model outputs (or, for a residual denoiser, its noise estimate).
+    """
+    return (hasattr(model, "encode") and hasattr(model, "decode")
+            and not getattr(model, "bypasses_bottleneck", False))
+
+
 @torch.no_grad()
 def encode_images(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Codes (N, latent_dim) of images (N, H, W), uint8 or [0, 1]; the VAE gives its mean mu."""

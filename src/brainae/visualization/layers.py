@@ -25,10 +25,11 @@ NEAR_ZERO = 0.01  # |activation| <= 1% of the layer's largest |activation| count
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The modules to hook, in definition order: one per conv / transposed conv of ``model``.
+    """The modules to hook, in definition order: one per level that holds a conv / transposed conv.
 
-    A conv that is the first child of a Sequential is represented by that Sequential (its output is
-    the conv after norm and activation); any other conv by itself.
+    A conv is represented by its outermost enclosing module that is an item of a Sequential or
+    ModuleList (``encoder.0``: the conv after its norm and activation, and any residual blocks of that
+    level), or by itself when no such module encloses it (``bottleneck``, ``head``).
 
     Example:
         >>> from brainae.models.ae import ConvAE
@@ -40,12 +41,13 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for name, module in modules.items():
         if not isinstance(module, CONV_TYPES):
             continue
-        parent_name, _, child = name.rpartition(".")
-        parent = modules.get(parent_name)
-        if parent_name and isinstance(parent, nn.Sequential) and child == "0":
-            chosen[parent_name] = parent
-        else:
-            chosen[name] = module
+        parts = name.split(".")
+        level = name
+        for i in range(1, len(parts) + 1):
+            if isinstance(modules.get(".".join(parts[:i - 1])), (nn.Sequential, nn.ModuleList)):
+                level = ".".join(parts[:i])
+                break
+        chosen.setdefault(level, modules[level])
     return list(chosen.items())
 
 

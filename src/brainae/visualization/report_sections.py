@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from brainae.report.sections import Section, section
-from brainae.visualization.latent import analyse_latent
+from brainae.visualization.latent import analyse_latent, has_latent_space
 from brainae.visualization.layers import capture_layers, channel_grid_figure, channel_mean_figure, layer_stats, \
     to_unit, top_channels_figure
 from brainae.visualization.plots import figure_data_uri
@@ -67,7 +67,7 @@ def inside_section(study) -> Optional[Section]:
 
 @section(70)
 def latent_section(study) -> Optional[Section]:
-    models = {m: net for m, net in study.models.items() if hasattr(net, "encode") and hasattr(net, "decode")}
+    models = {m: net for m, net in study.models.items() if has_latent_space(net)}
     if not models or len(study.examples) == 0:
         return None
     test = study.data.test

@@ -14,7 +14,7 @@ from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import resolve_eval_data
 from brainae.report.sections import pick_examples
 from brainae.training.run import load_run
-from brainae.visualization.latent import write_latent
+from brainae.visualization.latent import has_latent_space, write_latent
 from brainae.visualization.layers import write_layers
 from brainae.visualization.report_sections import interpolation_pair, spread_over_classes
 
@@ -79,9 +79,13 @@ def run_latent(run_dirs: Sequence[str | Path], out_dir: Optional[str | Path] = N
                progress: bool = True) -> dict:
     """Write the latent figures and ``latent.json`` for the runs (default ``RUN_DIR/latent``)."""
     models, test, cfg = load_runs(run_dirs, data, progress)
-    models = {m: net for m, net in models.items() if hasattr(net, "encode") and hasattr(net, "decode")}
+    left_out = [m for m, net in models.items() if not has_latent_space(net)]
+    models = {m: net for m, net in models.items() if m not in left_out}
     if not models:
-        raise BrainaeError("none of the runs' models has encode/decode methods, so there is no latent space to show")
+        raise BrainaeError("none of the runs' models has a latent space that alone makes its output (a U-Net, skips "
+                           "or a residual output bypass it), so there is nothing to show; pass a bottleneck model")
+    if left_out:
+        print(f"left out {', '.join(left_out)}: skips or a residual output bypass the code, so it has no latent space to show")
     examples = pick_examples(test.labels, n=8, seed=cfg.data.seed)
     out = Path(out_dir) if out_dir else Path(run_dirs[0]) / "latent"
     result = write_latent(models, test.images, test.labels, test.classes, out, interpolation_pair(examples, test.labels),

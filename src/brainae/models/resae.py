@@ -1,0 +1,290 @@
+"""Residual autoencoder (``resae``) and its variational twin (``resvae``).
+
+Each encoder level is a strided conv (-> norm -> activation) followed by ``model.blocks`` residual
+blocks; each decoder level upsamples (nearest) and convolves, which avoids the checkerboard
+artefacts of transposed convs, then runs its residual blocks. The code is a true bottleneck of
+``latent_dim`` values, either ``spatial`` (a 1x1 conv to ``latent_dim / (f*f)`` channels on the
+f x f deepest map, the default here) or ``dense`` (flatten + linear, like the study's AE).
+
+The residual block, the upsampling conv and the level builders here are shared by ``skipae`` and
+``unet``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from brainae.config import ModelConfig
+from brainae.errors import BrainaeError
+from brainae.models.ae import ConvAE, Recon
+from brainae.models.blocks import activation, norm
+from brainae.models.output import ModelOutput
+from brainae.models.vae import vae_loss
+from brainae.registry import register_model
+
+BOTTLENECKS = ("spatial", "dense")
+
+
+class ResBlock(nn.Module):
+    """conv -> norm -> act -> conv -> norm, plus the input (1x1 projection when widths differ), -> act.
+
+    Convs followed by a norm carry no bias: the norm's shift replaces it.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, norm_name: str, act: str) -> None:
+        super().__init__()
+        bias = norm_name == "none"
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.norm1 = norm(norm_name, c_out)
+        self.act1 = activation(act)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.norm2 = norm(norm_name, c_out)
+        self.proj = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+        self.act2 = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        return self.act2(h + self.proj(x))
+
+
+class UpConv(nn.Conv2d):
+    """Nearest-neighbour upsampling by ``scale`` followed by a 'same' conv.
+
+    A ``Conv2d`` subclass so that layer hooks (which look for convs opening a Sequential) see a
+    decoder level as one layer, like the study's transposed convs.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, scale: int, bias: bool = True) -> None:
+        super().__init__(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale}"
+
+
+def down_level(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, act: str, blocks: int) -> nn.Sequential:
+    """Strided conv -> norm -> act, then ``blocks`` residual blocks (stride 1 keeps the size)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=norm_name == "none"),
+        norm(norm_name, c_out),
+        activation(act),
+        *[ResBlock(c_out, c_out, kernel, norm_name, act) for _ in range(blocks)],
+    )
+
+
+def up_level(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, act: str, blocks: int,
+             last: bool = False) -> nn.Sequential:
+    """Upsample + conv -> norm -> act, then ``blocks`` residual blocks; the ``last`` level is the bare
+    conv that gives the logits."""
+    if last:
+        return nn.Sequential(UpConv(c_in, c_out, kernel, stride))
+    return nn.Sequential(
+        UpConv(c_in, c_out, kernel, stride, bias=norm_name == "none"),
+        norm(norm_name, c_out),
+        activation(act),
+        *[ResBlock(c_out, c_out, kernel, norm_name, act) for _ in range(blocks)],
+    )
+
+
+def check_geometry(image_size: int, kernel_size: int, stride: int, downsamplings: int, blocks: int) -> None:
+    """Raise BrainaeError, naming the config key, when the image cannot pass the network."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise BrainaeError(f"config key 'model.kernel_size' must be odd (3, 5, 7), got {kernel_size}")
+    if blocks < 1:
+        raise BrainaeError(f"config key 'model.blocks' must be at least 1, got {blocks}")
+    if stride < 1 or image_size % (stride ** downsamplings):
+        raise BrainaeError(
+            f"data.image_size {image_size} must be divisible by model.stride**{downsamplings} = "
+            f"{stride}**{downsamplings}; change the image size, the stride or the number of model.channels"
+        )
+
+
+class ResAE(nn.Module):
+    """Residual bottleneck autoencoder; every path from input to output passes the ``latent_dim`` code.
+
+    Sub-modules for hooks: ``encoder.0`` .. ``encoder.{D-1}`` (level i at 1/stride**(i+1) of the
+    image, width ``channels[i]``), ``bottleneck`` (to the code), ``expand`` (code back to the
+    deepest map), ``decoder.0`` .. ``decoder.{D-1}`` (``decoder.{D-1}`` gives the logits).
+
+    Example:
+        >>> model = ResAE(image_size=64, channels=(8, 16, 32), latent_dim=64).eval()
+        >>> out = model(torch.rand(2, 1, 64, 64))
+        >>> tuple(out.recon.shape), tuple(out.z.shape), model.feature_size
+        ((2, 1, 64, 64), (2, 64), 8)
+    """
+
+    bypasses_bottleneck = False
+    heads = 1  # bottleneck outputs per code value: 1 (the code), 2 for the variational model (mu, log-variance)
+
+    def __init__(
+        self,
+        *,
+        image_size: int = 128,
+        in_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128, 256, 512),
+        latent_dim: int = 512,
+        kernel_size: int = 3,
+        stride: int = 2,
+        activation: str = "leaky_relu",
+        norm: str = "batch",
+        blocks: int = 1,
+        bottleneck: str = "spatial",
+    ) -> None:
+        super().__init__()
+        depth = len(channels)
+        check_geometry(image_size, kernel_size, stride, depth, blocks)
+        if bottleneck not in BOTTLENECKS:
+            raise BrainaeError(f"config key 'model.bottleneck' must be auto, dense or spatial, got '{bottleneck}'")
+        f = image_size // stride ** depth
+        if bottleneck == "spatial" and latent_dim % (f * f):
+            raise BrainaeError(
+                f"config key 'model.latent_dim' {latent_dim} must be divisible by {f * f} for model.bottleneck "
+                f"spatial (the deepest map is {f}x{f} at {image_size} px); use a multiple of {f * f} or bottleneck dense"
+            )
+        self.image_size, self.in_channels, self.latent_dim = image_size, in_channels, latent_dim
+        self.feature_size, self.feature_channels, self.bottleneck_kind = f, channels[-1], bottleneck
+        self.code_channels = latent_dim // (f * f) if bottleneck == "spatial" else 0
+        widths = [in_channels, *channels]
+        self.encoder = nn.ModuleList(
+            [down_level(widths[i], widths[i + 1], kernel_size, stride, norm, activation, blocks) for i in range(depth)]
+        )
+        heads = self.heads
+        if bottleneck == "spatial":
+            self.bottleneck = nn.Conv2d(self.feature_channels, heads * self.code_channels, 1)
+            self.expand = nn.Conv2d(self.code_channels, self.feature_channels, 1)
+        else:
+            flat = self.feature_channels * f * f
+            self.bottleneck = nn.Linear(flat, heads * latent_dim)
+            self.expand = nn.Linear(latent_dim, flat)
+        rev = widths[::-1]
+        self.decoder = nn.ModuleList([
+            up_level(rev[j], rev[j + 1], kernel_size, stride, norm, activation, blocks, last=j == depth - 1)
+            for j in range(depth)
+        ])
+
+    def encode_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every encoder level, finest first: level i is (B, channels[i], H/s**(i+1), W/s**(i+1))."""
+        feats = []
+        for level in self.encoder:
+            x = level(x)
+            feats.append(x)
+        return feats
+
+    def code(self, deepest: torch.Tensor) -> torch.Tensor:
+        """Deepest map (B, C, f, f) -> bottleneck output (B, heads * latent_dim)."""
+        if self.bottleneck_kind == "spatial":
+            return self.bottleneck(deepest).flatten(1)  # (B, heads * latent_dim), channel-major
+        return self.bottleneck(deepest.flatten(1))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, latent_dim)."""
+        return self.code(self.encode_levels(x)[-1])
+
+    def decode_logits(self, z: torch.Tensor, skip_features: Optional[dict[int, torch.Tensor]] = None) -> torch.Tensor:
+        """(B, latent_dim) -> logits (B, C, H, W); ``skip_features`` (encoder level -> map) are added
+        at the decoder level that consumes that level's shape (skipae)."""
+        f = self.feature_size
+        if self.bottleneck_kind == "spatial":
+            h = self.expand(z.reshape(-1, self.code_channels, f, f))
+        else:
+            h = self.expand(z).reshape(-1, self.feature_channels, f, f)  # (B, C, f, f)
+        depth = len(self.decoder)
+        for j, level in enumerate(self.decoder):
+            if skip_features and depth - 1 - j in skip_features:
+                h = h + skip_features[depth - 1 - j]
+            h = level(h)
+        return h
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        z = self.encode(x)
+        logits = self.decode_logits(z)
+        return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
+
+    loss = ConvAE.loss  # MSE per pixel, or train.loss
+
+
+class ResVAE(ResAE):
+    """Variational ResAE: the bottleneck gives mu and log-variance (for ``spatial``, a 1x1 conv to
+    2 * latent_dim / (f*f) channels; for ``dense``, one linear layer to 2 * latent_dim), split in half.
+
+    z = mu + sigma * eps while training, mu in evaluation; loss as the study's VAE (see ``vae_loss``).
+
+    Example:
+        >>> vae = ResVAE(image_size=64, channels=(8, 16, 32), latent_dim=64).eval()
+        >>> vae.sample(3, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 1, 64, 64])
+    """
+
+    heads = 2
+
+    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.beta, self.reduction = beta, reduction
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encode_levels(x)[-1]
+        if self.bottleneck_kind == "spatial":
+            mu, logvar = self.bottleneck(h).chunk(2, dim=1)  # (B, latent/(f*f), f, f) each
+            mu, logvar = mu.flatten(1), logvar.flatten(1)
+        else:
+            mu, logvar = self.bottleneck(h.flatten(1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_dist(x)[0]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        mu, logvar = self.encode_dist(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        logits = self.decode_logits(z)
+        return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
+
+    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
+        """BCE (or ``recon_loss``) plus beta * KL, as the study's VAE."""
+        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws from the standard normal prior."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+
+def res_kwargs(cfg: ModelConfig, image_size: int, default_bottleneck: str = "spatial") -> dict:
+    """ResAE keyword arguments from the config; ``bottleneck: auto`` becomes ``default_bottleneck``."""
+    return dict(
+        image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
+        latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size, stride=cfg.stride,
+        activation=cfg.activation, norm=cfg.norm, blocks=cfg.blocks,
+        bottleneck=default_bottleneck if cfg.bottleneck == "auto" else cfg.bottleneck,
+    )
+
+
+def no_skips(cfg: ModelConfig) -> None:
+    if cfg.skips:
+        raise BrainaeError("config key 'model.skips' applies to skipae only; use --model skipae or clear model.skips")
+
+
+@register_model("resae")
+def build_resae(cfg: ModelConfig, image_size: int) -> ResAE:
+    """Residual AE: residual blocks, upsample+conv decoder, spatial (or dense) bottleneck of latent_dim."""
+    no_skips(cfg)
+    return ResAE(**res_kwargs(cfg, image_size))
+
+
+@register_model("resvae")
+def build_resvae(cfg: ModelConfig, image_size: int) -> ResVAE:
+    """Residual VAE: the resae backbone with mu/log-variance heads, BCE + beta * KL, samples from N(0, I)."""
+    no_skips(cfg)
+    return ResVAE(beta=cfg.beta, reduction=cfg.vae_reduction, **res_kwargs(cfg, image_size))

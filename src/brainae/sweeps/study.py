@@ -1,0 +1,216 @@
+"""The Optuna study behind a sweep: its options, storage, sampler and pruner, and how it is created,
+resumed and checked.
+
+Storage: ``sqlite:///DIR/sweep.db`` by default, so running the same command again resumes the
+study. Any SQLAlchemy URL (PostgreSQL, MySQL) or a journal file (``journal:PATH``, or a path ending
+in .log/.journal) lets workers on many machines share one study. RDB storages keep a heartbeat:
+a running trial whose worker has been silent for two heartbeats is marked failed and retried once
+(see ``fail_stale``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from brainae.config import Config, to_dict
+from brainae.errors import BrainaeError
+from brainae.sweeps.space import Space
+
+SAMPLERS = ("tpe", "gp", "random", "grid")
+PRUNERS = ("hyperband", "sha", "median", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# heartbeats, multivariate TPE and the retry callback are "experimental" in Optuna 5 and warn on every use
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@dataclass
+class SweepOptions:
+    """What ``brainae sweep`` asks for; ``trials`` is the study's total, not the number added."""
+
+    model: str
+    out: Path
+    space: Space
+    trials: int = 20
+    timeout: Optional[float] = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    storage: Optional[str] = None
+    study_name: Optional[str] = None
+    workers: int = 1
+    seed: Optional[int] = 0
+    wandb: bool = False
+    quiet: bool = False
+    heartbeat: int = 60  # seconds; a trial silent for 2x this is failed and retried
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"brainae-{self.model}"
+
+
+def budget(cfg: Config, space: Space) -> int:
+    """Epochs every trial may train: the space's largest ``train.epochs``, else the config's."""
+    return space.max_epochs or cfg.train.epochs
+
+
+# ---------------------------------------------------------------- storage
+
+
+def storage_url(storage: Optional[str], out: Path) -> str:
+    return storage or f"sqlite:///{(out / 'sweep.db').resolve()}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and sweep.json."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith((".log", ".journal"))
+
+
+def open_storage(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``; unreachable or malformed URLs give one BrainaeError line."""
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        if is_journal(url):
+            path = Path(url.removeprefix("journal:"))
+            if not path.parent.is_dir():
+                raise FileNotFoundError(f"folder {path.parent} does not exist")
+            return JournalStorage(JournalFileBackend(str(path)))
+        if "://" not in url:
+            raise ValueError("expected a SQLAlchemy URL such as sqlite:///sweep.db or postgresql://host/db, "
+                             "or journal:FILE")
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():  # pytest and -W flags reset the module-level filter
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except IntegrityError:
+                # workers started together on a new database race to create its tables; the loser
+                # finds them made a moment later
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise BrainaeError(f"cannot open sweep storage {redact(url)}: {type(e).__name__}: {first}") from None
+
+
+def load_study(opts: SweepOptions, **kwargs) -> optuna.Study:
+    """The study in ``opts``' storage (after ``prepare_study`` created it); kwargs go to optuna.load_study."""
+    storage = open_storage(storage_url(opts.storage, opts.out), opts.heartbeat)
+    return optuna.load_study(study_name=opts.name, storage=storage, **kwargs)
+
+
+# ---------------------------------------------------------------- sampler and pruner
+
+
+def make_sampler(name: str, space: Space, seed: Optional[int], trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # a third of the trials (3 to 10) explore at random before TPE models the good region
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)),
+                                          multivariate=True, constant_liar=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        if not space.is_categorical():
+            ranged = [p.key for p in space.params if p.type != "categorical"]
+            raise BrainaeError(f"--sampler grid needs categorical keys only; {', '.join(ranged)} are ranges")
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    raise BrainaeError(f"unknown sampler '{name}' (choose from {', '.join(SAMPLERS)})")
+
+
+def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
+    if name == "sha":
+        # Asynchronous successive halving: after 1, 4, 16, ... epochs a trial goes on only if it is among
+        # the best quarter of the trials that reached that epoch. Hyperband runs several such ladders
+        # with later first rungs as a hedge against misleading early epochs; on the study's AE one
+        # ladder from epoch 1 found the same best for two thirds of Hyperband's epochs
+        # (benchmarks/sweep_efficiency.py).
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)
+    if name == "median":
+        # From the first epoch on, stop a trial whose best loss so far is worse than the median of the
+        # complete trials at the same epoch, once two have completed. Only complete trials set the bar,
+        # so a trial better than half of them runs in full; stricter percentiles or start-ups lost the
+        # best configuration on some seeds (benchmarks/sweep_efficiency.py).
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise BrainaeError(f"unknown pruner '{name}' (choose from {', '.join(PRUNERS)})")
+
+
+# ---------------------------------------------------------------- the study
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """Everything that changes the objective except the searched keys and machine settings."""
+    d = to_dict(cfg)
+    for k in ("progress", "accelerator", "devices", "num_workers"):
+        d["train"].pop(k, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare_study(cfg: Config, opts: SweepOptions, storage) -> optuna.Study:
+    """Create the study or load it to resume; refuse a name already used by another model or space."""
+    attrs = {"brainae_model": opts.model, "brainae_space": opts.space.fingerprint(),
+             "brainae_config": config_fingerprint(cfg)}
+    study = optuna.create_study(study_name=opts.name, storage=storage, direction="minimize", load_if_exists=True)
+    old = study.user_attrs
+    if "brainae_model" not in old:
+        if study.trials:
+            raise BrainaeError(f"study '{opts.name}' exists and was not made by brainae sweep; choose another --study")
+        for k, v in attrs.items():
+            study.set_user_attr(k, v)
+        study.set_user_attr("brainae_space_table", opts.space.table())
+        return study
+    what = [label for key, label in [("brainae_model", "model"), ("brainae_space", "search space"),
+                                     ("brainae_config", "data/training settings")] if old.get(key) != attrs[key]]
+    if what:
+        raise BrainaeError(f"study '{opts.name}' was made with another {' and '.join(what)} "
+                           f"(model {old['brainae_model']}); choose another --study name or --out folder")
+    return study
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the running trials of dead workers now (RDB storages), so their retries are queued.
+
+    Optuna does this itself before each trial; doing it before counting the study's trials lets a
+    rerun see the dead worker's trial as failed-and-retried rather than as still running.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def retried_by(trials: list[FrozenTrial]) -> dict[int, int]:
+    """Failed trial number -> the number of the trial that retries it (heartbeat retries only)."""
+    return {t.system_attrs["retry_history"][-1]: t.number for t in trials if t.system_attrs.get("retry_history")}
+
+
+def counted(trials: list[FrozenTrial]) -> int:
+    """Trials that count towards ``--trials``: finished or running, except failures queued for a retry
+    (a dead worker does not use up the budget; its retry, once run, counts instead)."""
+    retried = retried_by(trials)
+    return sum(t.state == TrialState.RUNNING or (t.state in FINISHED and t.number not in retried) for t in trials)
