@@ -273,7 +273,8 @@ def main() -> None:
     }
     if args.add:
         result["command"] = earlier["command"] + "; then " + result["command"]
-        result["setup"] = earlier["setup"] + f" Then {', '.join(names)} added with --add ({result['setup'].split('; total ')[1]}"
+        took = result["setup"].split("; total ")[1].replace(" min. Load", " min; load").rstrip(".")
+        result["setup"] = earlier["setup"] + f" Then {', '.join(names)} added with --add ({took})."
     args.out.mkdir(parents=True, exist_ok=True)
     sample_figure(rows, work, stem.with_name(stem.name + "_vae_samples.png"))
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
