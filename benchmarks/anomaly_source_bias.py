@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_real import machine  # noqa: E402
+from train_real import machine, without_option  # noqa: E402
 
 from brainae.config import DataConfig  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
@@ -176,19 +176,6 @@ def markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _without_note(argv: list[str]) -> list[str]:
-    """The command line minus --note's free text (it is recorded on its own)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--note":
-            skip = True
-        elif not a.startswith("--note="):
-            out.append(a)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="the real Training folder (class sub-folders)")
@@ -234,7 +221,7 @@ def main() -> int:
         "benchmark": "source bias of anomaly scores on the real data (tumour vs no_tumor)",
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/anomaly_source_bias.py " + " ".join(_without_note(sys.argv[1:])),
+        "command": "python benchmarks/anomaly_source_bias.py " + " ".join(without_option(sys.argv[1:], "--note")),
         "data": args.data,
         "split": "test split carved with seed 0 (DataConfig defaults), as the runs and anomaly_real_*.json",
         "n_images": int(len(ds)), "n_test": int(test.sum()), "n_test_tumour": int(y.sum()),

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_real import machine  # noqa: E402
+from train_real import machine, without_option  # noqa: E402
 
 from brainae.evaluation.denoise import DEFAULT_BASELINES, format_denoise_table, run_denoise  # noqa: E402
 
@@ -93,19 +93,6 @@ def markdown(result: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _without_note(argv: list[str]) -> list[str]:
-    """The command line minus --dae-trained's free text (it is recorded on its own)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--dae-trained":
-            skip = True
-        elif not a.startswith("--dae-trained="):
-            out.append(a)
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="the real Training folder (class sub-folders)")
@@ -135,7 +122,7 @@ def main() -> int:
         "benchmark": "DAE vs BM3D and scikit-image denoisers, Gaussian noise, held-out real MRI (128x128)",
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/denoise_bench.py " + " ".join(_without_note(sys.argv[1:])),
+        "command": "python benchmarks/denoise_bench.py " + " ".join(without_option(sys.argv[1:], "--dae-trained")),
         "dae_trained": args.dae_trained or str(run),
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "goals": goals(result, dae),

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from brainae.config import ModelConfig
 from brainae.errors import BrainaeError
-from brainae.models.ae import ConvAE, Recon
+from brainae.models.ae import ConvAE
 from brainae.models.blocks import activation, norm
 from brainae.models.output import ModelOutput
-from brainae.models.vae import vae_loss
+from brainae.models.vae import Variational
 from brainae.registry import register_model
 
 BOTTLENECKS = ("spatial", "dense")
@@ -213,7 +213,7 @@ class ResAE(nn.Module):
     loss = ConvAE.loss  # MSE per pixel, or train.loss
 
 
-class ResVAE(ResAE):
+class ResVAE(Variational, ResAE):
     """Variational ResAE: the bottleneck gives mu and log-variance (for ``spatial``, a 1x1 conv to
     2 * latent_dim / (f*f) channels; for ``dense``, one linear layer to 2 * latent_dim), split in half.
 
@@ -227,10 +227,6 @@ class ResVAE(ResAE):
 
     heads = 2
 
-    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.beta, self.reduction = beta, reduction
-
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encode_levels(x)[-1]
         if self.bottleneck_kind == "spatial":
@@ -239,26 +235,6 @@ class ResVAE(ResAE):
         else:
             mu, logvar = self.bottleneck(h.flatten(1)).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode_dist(x)[0]
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        mu, logvar = self.encode_dist(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
-        logits = self.decode_logits(z)
-        return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
-
-    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
-        """BCE (or ``recon_loss``) plus beta * KL, as the study's VAE."""
-        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws from the standard normal prior."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z)
 
 
 def res_kwargs(cfg: ModelConfig, image_size: int, default_bottleneck: str = "spatial") -> dict:

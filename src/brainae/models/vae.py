@@ -13,7 +13,40 @@ from brainae.models.output import ModelOutput
 from brainae.registry import register_model
 
 
-class ConvVAE(ConvAE):
+class Variational:
+    """What makes an autoencoder variational, for any backbone that defines ``encode_dist`` (x -> mu,
+    log-variance), ``decode_logits`` and ``decode``, and sets ``beta``, ``reduction`` and ``latent_dim``.
+
+    A mixin placed before the backbone class (``class ConvVAE(Variational, ConvAE)``), so the
+    study's VAE and every other variational variant sample, train and score the same way.
+    """
+
+    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.beta, self.reduction = beta, reduction
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_dist(x)[0]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        mu, logvar = self.encode_dist(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        logits = self.decode_logits(z)
+        return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
+
+    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
+        """Reconstruction term (BCE, or ``recon_loss`` given per pixel) plus beta * KL; see ``vae_loss``."""
+        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws from the standard normal prior."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.decode(z)
+
+
+class ConvVAE(Variational, ConvAE):
     """z = mu + sigma * eps while training, z = mu in evaluation.
 
     reduction "sum": BCE summed over pixels plus KL summed over latent units, per image (the study's
@@ -26,10 +59,6 @@ class ConvVAE(ConvAE):
         torch.Size([3, 1, 64, 64])
     """
 
-    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.beta, self.reduction = beta, reduction
-
     def make_latent_head(self, flat: int, latent_dim: int) -> nn.Module:
         self.fc_mu = nn.Linear(flat, latent_dim)
         self.fc_logvar = nn.Linear(flat, latent_dim)
@@ -38,27 +67,6 @@ class ConvVAE(ConvAE):
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
         return self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encode_dist(x)[0]
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        mu, logvar = self.encode_dist(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
-        logits = self.decode_logits(z)
-        return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
-
-    def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
-        """Reconstruction term (BCE, or ``recon_loss`` given per pixel) plus beta * KL; see the class doc."""
-        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws from the standard normal prior."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.decode(z)
-
 
 def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str,
              recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
