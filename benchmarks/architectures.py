@@ -50,6 +50,7 @@ SPATIAL = ["model.channels=[32,64,128,256]", "model.bottleneck=spatial"]  # 512 
 VARIANTS = {
     "study_ae": ("ae", "ae", []),
     "resae": ("resae", "ae", SPATIAL + MODERN + ["train.augment=flip"]),
+    "resae_wide": ("resae", "ae", ["model.channels=[48,96,192,384]", "model.bottleneck=spatial"] + MODERN),
     "study_vae": ("vae", "vae", []),
     "resvae": ("resvae", "vae", SPATIAL + MODERN[:3] + ["train.lr=1e-3", "train.augment=flip"]),
     "resvae_dense": ("resvae", "vae", ["model.channels=[32,64,128,256]", "model.bottleneck=dense"] + MODERN[:3]

@@ -352,3 +352,11 @@ def test_sweep_help_explains_every_option(capsys):
     for option in ["--space", "--trials", "--timeout", "--sampler", "--pruner", "--storage", "--study", "--workers",
                    "--preset", "--wandb", "--out"]:
         assert option in out
+
+
+def test_spaces_leave_out_keys_a_model_does_not_read():
+    from brainae.sweeps.space import load_space
+
+    assert "model.latent_dim" in [p.key for p in load_space("seed", "ae").params]
+    for spec in ("seed", "wide", "quick"):
+        assert "model.latent_dim" not in [p.key for p in load_space(spec, "unet").params]

@@ -71,7 +71,7 @@ def study_sweeps(cfgs: dict[str, Config], data, out: Path, preset: str, progress
     final models train with them; with quick the sweep is only shown (one epoch ranks too little).
     """
     from brainae.sweeps.runner import run_sweep
-    from brainae.sweeps.space import apply_params, seed_space, tiny_space
+    from brainae.sweeps.space import apply_params, for_model, seed_space, tiny_space
 
     counts = STUDY_SWEEPS.get(preset, STUDY_SWEEPS["quick"])
     quick = preset != "seed"
@@ -81,7 +81,7 @@ def study_sweeps(cfgs: dict[str, Config], data, out: Path, preset: str, progress
         data = data.subset(keep)
     results = {}
     for name, cfg in cfgs.items():
-        space = tiny_space(1) if quick else seed_space()
+        space = for_model(tiny_space(1) if quick else seed_space(), name)
         opts = SweepOptions(model=name, out=Path(out) / name, space=space, trials=counts.get(name, 3),
                             sampler="tpe", pruner="hyperband", quiet=not progress)
         summary = run_sweep(copy.deepcopy(cfg), opts, data=data)

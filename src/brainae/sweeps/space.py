@@ -135,6 +135,19 @@ MODEL_PARAMS = {
     "unet": [_cat("model.blocks", 1, 2)],
 }
 VARIATIONAL = ("vae", "resvae")  # their KL weight model.beta is searched too
+# Keys a model does not read: searching them would retrain one network under different names.
+UNUSED_KEYS = {"unet": ("model.latent_dim",)}  # its "latent" is its deepest map, set by model.channels
+
+
+def for_model(space: Space, model: str) -> Space:
+    """``space`` without the keys ``model`` does not read (``UNUSED_KEYS``).
+
+    Example:
+        >>> [p.key for p in for_model(seed_space(), "unet").params]
+        ['train.lr', 'train.batch_size']
+    """
+    unused = UNUSED_KEYS.get(model, ())
+    return dataclasses.replace(space, params=[p for p in space.params if p.key not in unused])
 
 
 def wide_space(model: str) -> Space:
@@ -184,11 +197,11 @@ def load_space(spec: str, model: str = "ae") -> Space:
         ['train.lr', 'train.batch_size', 'model.latent_dim']
     """
     if spec == "seed":
-        return seed_space()
+        return for_model(seed_space(), model)
     if spec == "wide":
-        return wide_space(model)
+        return for_model(wide_space(model), model)
     if spec == "quick":
-        return tiny_space()
+        return for_model(tiny_space(), model)
     path = Path(spec)
     if not path.is_file():
         raise BrainaeError(f"space '{spec}' is neither seed, wide nor an existing YAML file")
