@@ -58,6 +58,12 @@ VARIANTS = {
     "study_dae": ("dae", "dae", ["train.noise=gaussian:0.1,0.2,0.3"]),
     "skipae_dae": ("skipae", "dae", ["model.channels=[16,32,64,128]", "model.skips=[0,1,2]",
                                      "train.noise=gaussian:0.05-0.35"] + MODERN),
+    "skipae_dae_long": ("skipae", "dae", ["model.channels=[16,32,64,128]", "model.skips=[0,1,2]",
+                                          "train.noise=gaussian:0.05-0.35"] + MODERN),  # run with more --epochs
+    "skipae_dae_small": ("skipae", "dae", ["model.channels=[8,16,32,64]", "model.skips=[0,1,2]",
+                                           "train.noise=gaussian:0.05-0.35"] + MODERN),
+    "skipae_dae_small_long": ("skipae", "dae", ["model.channels=[8,16,32,64]", "model.skips=[0,1,2]",
+                                                "train.noise=gaussian:0.05-0.35"] + MODERN),  # more --epochs
     "unet_dae": ("unet", "dae", ["model.channels=[16,32,64]", "model.residual_output=true",
                                  "train.noise=gaussian:0.05-0.35"] + MODERN),
 }
@@ -145,18 +151,18 @@ def markdown(result: dict) -> str:
     rows, bm3d = result["rows"], result["bm3d"]
     levels = LEVELS.split(":")[1].split(",")
     lines = [f"# Architectures ({result['machine']})", "", f"{result['date']}; `{result['command']}`; {result['setup']}", "",
-             "| variant | model | latent | parameters | skips bypass | train img/s | inference img/s | val PSNR (dB) | val SSIM | "
+             "| variant | model | epochs | latent | parameters | skips bypass | train img/s | inference img/s | val PSNR (dB) | val SSIM | "
              + " | ".join(f"denoise PSNR s={s}" for s in levels) + " |",
-             "| --- " * (9 + len(levels)) + "|"]
+             "| --- " * (10 + len(levels)) + "|"]
     for v, r in rows.items():
         den = [fmt(r["denoise"][f"gaussian:{s}"]["psnr"]) if "denoise" in r else "-" for s in levels]
-        lines.append(f"| {v} | {r['model']} | {r['latent_dim']} | {r['parameters']:,} | {'yes' if r['bypasses_bottleneck'] else 'no'} "
+        lines.append(f"| {v} | {r['model']} | {r['epochs']} | {r['latent_dim']} | {r['parameters']:,} | {'yes' if r['bypasses_bottleneck'] else 'no'} "
                      f"| {r['train_images_per_second']} | {r['inference_images_per_second']} | {fmt(r['val_psnr'])} "
                      f"[{r['val_psnr']['ci95'][0]:.2f}, {r['val_psnr']['ci95'][1]:.2f}] | {fmt(r['val_ssim'], 3)} | "
                      + " | ".join(den) + " |")
     if "skipped" not in bm3d:
         rate = np.mean([b["images_per_second"] for b in bm3d.values()])
-        lines.append(f"| BM3D | - | - | - | - | - | {rate:.2f} | - | - | "
+        lines.append(f"| BM3D | - | - | - | - | - | - | {rate:.2f} | - | - | "
                      + " | ".join(fmt(bm3d[f'gaussian:{s}']['psnr']) for s in levels) + " |")
     lines += ["", "Overrides per variant (on top of preset seed):", ""]
     lines += [f"- {v}: `{' '.join(r['overrides']) or '(none: the study recipe)'}`" for v, r in rows.items()]
