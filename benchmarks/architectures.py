@@ -53,6 +53,8 @@ VARIANTS = {
     "resae_wide": ("resae", "ae", ["model.channels=[48,96,192,384]", "model.bottleneck=spatial"] + MODERN),
     "study_vae": ("vae", "vae", []),
     "resvae": ("resvae", "vae", SPATIAL + MODERN[:3] + ["train.lr=1e-3", "train.augment=flip"]),
+    "resvae_4x4": ("resvae", "vae", ["model.channels=[32,64,128,256,512]", "model.bottleneck=spatial"] + MODERN[:3]
+                   + ["train.lr=1e-3", "train.augment=flip"]),  # 512 = 32 channels x 4 x 4: a coarser code
     "resvae_dense": ("resvae", "vae", ["model.channels=[32,64,128,256]", "model.bottleneck=dense"] + MODERN[:3]
                      + ["train.lr=1e-3", "train.augment=flip"]),
     "study_dae": ("dae", "dae", ["train.noise=gaussian:0.1,0.2,0.3"]),
