@@ -152,7 +152,8 @@ def fmt(ci: dict, digits: int = 2) -> str:
 def markdown(result: dict) -> str:
     rows, bm3d = result["rows"], result["bm3d"]
     levels = LEVELS.split(":")[1].split(",")
-    lines = [f"# Architectures ({result['machine']})", "", f"{result['date']}; `{result['command']}`; {result['setup']}", "",
+    setup = " ".join(t for t in (result["setup"], result.get("retimed", "")) if t)
+    lines = [f"# Architectures ({result['machine']})", "", f"{result['date']}; `{result['command']}`; {setup}", "",
              "| variant | model | epochs | latent | parameters | skips bypass | train img/s | inference img/s | val PSNR (dB) | val SSIM | "
              + " | ".join(f"denoise PSNR s={s}" for s in levels) + " |",
              "| --- " * (10 + len(levels)) + "|"]
@@ -226,7 +227,7 @@ def retime(args) -> None:
             result["bm3d"][nz.spec]["images_per_second"] = round(len(noisy) / (time.perf_counter() - start), 3)
             print(f"bm3d {nz.spec}: {result['bm3d'][nz.spec]['images_per_second']} img/s", flush=True)
     result["goals"] = check_goals(result["rows"], result["bm3d"])
-    result["setup"] += (f" Speeds re-measured back to back with --retime ({args.bm3d_n} images for BM3D, every "
+    result["retimed"] = (f"Speeds re-measured back to back with --retime ({args.bm3d_n} images for BM3D, every "
                         f"validation image for the networks, batch 64), load average before "
                         f"{load_before}, after {[round(v, 2) for v in os.getloadavg()]}.")
     path.write_text(json.dumps(result, indent=1))
@@ -272,18 +273,20 @@ def main() -> None:
     if "skipped" in bm3d and any(r["role"] == "dae" for r in rows.values()):
         bm3d = baseline_rows(data, args.denoise_n)
     counts = {s: int((data.splits == s).sum()) for s in ("train", "val")}
+    took = f"{(time.time() - start) / 60:.1f} min; load average at the end: {[round(v, 2) for v in os.getloadavg()]}"
+    command = "python " + " ".join(sys.argv)
     result = {
-        "machine": machine(), "date": datetime.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
+        "machine": machine(), "date": datetime.date.today().isoformat(), "command": command,
         "setup": (f"{args.data} at 128x128, split seed 0: {counts['train']} training / {counts['val']} validation images; "
                   f"{args.epochs} epochs per variant; denoising on the first {args.denoise_n} validation images with one "
-                  f"seeded noise draw per sigma; torch threads {torch.get_num_threads()}; total "
-                  f"{(time.time() - start) / 60:.1f} min. Load average at the end: {[round(v, 2) for v in os.getloadavg()]}."),
+                  f"seeded noise draw per sigma; torch threads {torch.get_num_threads()}; total {took}."),
         "rows": rows, "bm3d": bm3d, "goals": check_goals(rows, bm3d),
     }
     if args.add:
-        result["command"] = earlier["command"] + "; then " + result["command"]
-        took = result["setup"].split("; total ")[1].replace(" min. Load", " min; load").rstrip(".")
+        result["command"] = earlier["command"] + "; then " + command
         result["setup"] = earlier["setup"] + f" Then {', '.join(names)} added with --add ({took})."
+        if earlier.get("retimed"):  # the added rows' speeds are from right after their training
+            result["retimed"] = earlier["retimed"].rstrip(".") + f", before {', '.join(names)} were added."
     args.out.mkdir(parents=True, exist_ok=True)
     sample_figure(rows, work, stem.with_name(stem.name + "_vae_samples.png"))
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))

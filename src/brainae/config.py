@@ -96,23 +96,25 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise BrainaeError(f"config key '{key}': expected a list, got {value!r}")
+            _fail(key, "a list", value)
         return [_coerce(v, item_tp, key) for v in value]
     if origin is typing.Union:  # Optional[X]
         if value is None:
             return None
         return _coerce(value, [a for a in typing.get_args(tp) if a is not type(None)][0], key)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if tp is float:
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            return float(value) if isinstance(value, str) else _fail(key, "a number", value)
-        except ValueError:
-            _fail(key, "a number", value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        _fail(key, "a number", value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. precision: 32 written without quotes
     if tp in (int, bool, str) and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
-        raise BrainaeError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+        _fail(key, tp.__name__, value)
     return value
 
 
