@@ -350,10 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "random", "grid"],
                    help="tpe: Bayesian (tree-structured Parzen), gp: Gaussian process, random, grid: every combination "
                         "(categorical spaces only) (default tpe)")
-    p.add_argument("--pruner", default="hyperband", choices=["hyperband", "sha", "median", "none"],
-                   help="stop unpromising trials early on their validation loss per epoch: hyperband, sha (successive "
-                        "halving from epoch 1: the fewest epochs in benchmarks/sweep_efficiency.py), median (worse "
-                        "than the median of complete trials at the same epoch), none (default hyperband)")
+    p.add_argument("--pruner", default="sha", choices=["sha", "hyperband", "median", "none"],
+                   help="stop unpromising trials early on their validation loss per epoch: sha (successive halving "
+                        "from epoch 1: the fewest epochs in benchmarks/sweep_efficiency.py), hyperband (several "
+                        "halving ladders: more epochs, a hedge when early epochs mislead), median (worse than the "
+                        "median of complete trials at the same epoch), none (default sha)")
     p.add_argument("--epochs", type=int, metavar="N", help="epoch budget of each trial (default: the space's largest "
                    "train.epochs value, 40 for seed/wide; the preset's 8 with --preset quick)")
     p.add_argument("--limit", type=int, help="at most N training images (val shrinks in proportion); 0 = all")

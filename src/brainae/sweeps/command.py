@@ -83,7 +83,7 @@ def study_sweeps(cfgs: dict[str, Config], data, out: Path, preset: str, progress
     for name, cfg in cfgs.items():
         space = for_model(tiny_space(1) if quick else seed_space(), name)
         opts = SweepOptions(model=name, out=Path(out) / name, space=space, trials=counts.get(name, 3),
-                            sampler="tpe", pruner="hyperband", quiet=not progress)
+                            sampler="tpe", pruner="sha", quiet=not progress)
         summary = run_sweep(copy.deepcopy(cfg), opts, data=data)
         summary["applied"] = not quick and summary.get("best") is not None
         if summary["applied"]:

@@ -26,7 +26,7 @@ from brainae.errors import BrainaeError
 from brainae.sweeps.space import Space
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
-PRUNERS = ("hyperband", "sha", "median", "none")
+PRUNERS = ("sha", "hyperband", "median", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 # heartbeats, multivariate TPE and the retry callback are "experimental" in Optuna 5 and warn on every use
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -42,7 +42,7 @@ class SweepOptions:
     trials: int = 20
     timeout: Optional[float] = None
     sampler: str = "tpe"
-    pruner: str = "hyperband"
+    pruner: str = "sha"
     storage: Optional[str] = None
     study_name: Optional[str] = None
     workers: int = 1
@@ -147,7 +147,7 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
         # Asynchronous successive halving: after 1, 4, 16, ... epochs a trial goes on only if it is among
         # the best quarter of the trials that reached that epoch. Hyperband runs several such ladders
         # with later first rungs as a hedge against misleading early epochs; on the study's AE one
-        # ladder from epoch 1 found the same best for two thirds of Hyperband's epochs
+        # ladder from epoch 1 found the same best for half of Hyperband's epochs
         # (benchmarks/sweep_efficiency.py).
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)
     if name == "median":
