@@ -122,3 +122,22 @@ def test_registry_lists_models_and_rejects_unknown():
     assert {"ae", "vae"} <= set(model_names())
     with pytest.raises(BrainaeError, match="unknown model 'transformer'"):
         build_model(ModelConfig(name="transformer"), 64)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "skipae", "unet"])
+def test_models_are_built_channels_last_with_the_same_outputs(name):
+    """build_model stores conv weights channels-last (faster oneDNN convs); the values must not change."""
+    torch.manual_seed(0)
+    extra = {"skips": [0]} if name == "skipae" else {}
+    model = build_model(ModelConfig(name=name, latent_dim=64, channels=[8, 16, 32], **extra), 32).eval()
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    plain = build_model(ModelConfig(name=name, latent_dim=64, channels=[8, 16, 32], **extra), 32).eval()
+    plain.load_state_dict(model.state_dict())
+    plain = plain.to(memory_format=torch.contiguous_format)
+    wide = [c for c in convs if c.weight.shape[1] > 1 and c.weight.shape[-1] > 1]  # where the layouts differ
+    assert not wide[0].weight.is_contiguous()
+    assert all(p.is_contiguous() for p in plain.parameters())
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).recon, plain(x).recon, rtol=1e-5, atol=1e-5)
