@@ -78,9 +78,28 @@ def test_ms_ssim_loss_matches_a_hand_written_three_scale_reference():
     assert mixed == pytest.approx(expect, rel=1e-5)
 
 
+def test_psnr_loss_weighs_every_image_alike_in_decibels():
+    x = torch.full((2, 1, 16, 16), 0.5)
+    y = x.clone()
+    y[0] += 0.1  # MSE 1e-2: 20 dB
+    y[1] += 0.01  # MSE 1e-4: 40 dB
+    assert float(parse_loss("psnr")(_out(y), x)) == pytest.approx(-30.0, abs=1e-3)
+    # MSE over the batch would be ruled by the first image: 10 log10(mean MSE) = -16.98 dB, not -30
+    assert float(parse_loss("mse")(_out(y), x)) == pytest.approx((1e-2 + 1e-4) / 2, rel=1e-4)
+
+
+def test_a_variational_model_refuses_the_psnr_loss(tmp_path):
+    from brainae.training.module import AutoencoderModule
+
+    cfg = build_config("vae", preset="quick", overrides=["train.loss=psnr", "model.latent_dim=16"])
+    with pytest.raises(BrainaeError, match="train.loss.*per-pixel"):
+        AutoencoderModule.from_config(cfg)
+    AutoencoderModule.from_config(build_config("ae", preset="quick", overrides=["train.loss=psnr"]))
+
+
 def test_losses_have_gradients():
     a, b = _smooth_pair(64)
-    for spec in ("ssim", "ms_ssim", "mixed", "l1"):
+    for spec in ("ssim", "ms_ssim", "mixed", "l1", "psnr"):
         recon = _t(b).clone().requires_grad_(True)
         parse_loss(spec)(_out(recon), _t(a)).backward()
         assert torch.isfinite(recon.grad).all() and recon.grad.abs().sum() > 0, spec

@@ -44,7 +44,8 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--residual-output", action="store_true", default=None,
                    help="denoisers: predict the noise and subtract it from the input (output = input - noise)")
     g.add_argument("--loss", metavar="NAME",
-                   help="mse | l1 | bce | ssim | ms_ssim | mixed (0.16*l1+0.84*ms_ssim) | a weighted mix like "
+                   help="mse | l1 | bce | ssim | ms_ssim | mixed (0.16*l1+0.84*ms_ssim) | psnr (minus the mean PSNR per "
+                        "image: blind denoisers) | a weighted mix like "
                         "0.2*l1+0.8*ssim; default: the model's own (AE mse, VAE bce+kl)")
     g.add_argument("--augment", metavar="KINDS", help="on-the-fly training augmentation: flip,affine,intensity or all")
     g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw decouples --set train.weight_decay from the gradient")

@@ -8,6 +8,12 @@ MS-SSIM uses 3 scales at 128 px, not the usual 5: each scale halves the image, a
 window must still fit on the coarsest one (5 scales need more than 160 px). The first three of the
 standard scale weights are renormalised to sum to 1. Smaller images get fewer scales.
 
+``psnr`` is minus the mean PSNR of the images in the batch (data range 1, in dB): what denoising
+benchmarks report. MSE over a batch lets the worst images dominate, so a blind denoiser trained on
+a range of noise levels spends its capacity on the highest ones; ``psnr`` counts a decibel gained on
+a lightly noisy image as much as one on a very noisy image. It is not a per-pixel mean, so variational
+models refuse it.
+
 A mix is written ``W*NAME+W*NAME`` (weights default to 1); ``mixed`` is ``0.16*l1+0.84*ms_ssim``,
 the L1 / MS-SSIM mix known to preserve both intensities and structure.
 
@@ -57,6 +63,13 @@ def bce(out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
     if out.logits is not None:
         return F.binary_cross_entropy_with_logits(out.logits.float(), target.float())
     return F.binary_cross_entropy(out.recon.float().clamp(1e-6, 1 - 1e-6), target.float())
+
+
+@register("loss", "psnr")
+def psnr(out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+    """Minus the mean PSNR over the images (data range 1): every image weighs the same in decibels."""
+    per_image = (out.recon.float() - target.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(per_image + 1e-10).mean()
 
 
 @register("loss", "ssim")
