@@ -12,6 +12,7 @@ Training folder, seed 0; the test split is never used), and for denoisers PSNR a
     python benchmarks/architectures.py --epochs 6 --limit 800 --work RUNS --tag cpu
     python benchmarks/architectures.py --variants study_ae,resae --epochs 2 --limit 200 --tag smoke
     python benchmarks/architectures.py --retime --work RUNS --limit 800 --tag cpu   # speeds again, on a quiet machine
+    python benchmarks/architectures.py --rescore --work RUNS --limit 800 --tag cpu  # denoising scores again, no training
 
 Every variant trains with the seed preset (the study's batch 16) plus the overrides listed in
 VARIANTS, for the same number of epochs on the same images.
@@ -22,6 +23,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -66,6 +68,8 @@ VARIANTS = {
                                            "train.noise=gaussian:0.05-0.35"] + MODERN),
     "skipae_dae_small_long": ("skipae", "dae", ["model.channels=[8,16,32,64]", "model.skips=[0,1,2]",
                                                 "train.noise=gaussian:0.05-0.35"] + MODERN),  # more --epochs
+    "skipae_dae_small_psnr": ("skipae", "dae", ["model.channels=[8,16,32,64]", "model.skips=[0,1,2]",
+                                                "train.noise=gaussian:0.05-0.35", "train.loss=psnr"] + MODERN),
     "unet_dae": ("unet", "dae", ["model.channels=[16,32,64]", "model.residual_output=true",
                                  "train.noise=gaussian:0.05-0.35"] + MODERN),
 }
@@ -100,17 +104,31 @@ def run_variant(name: str, data, args, work: Path) -> dict:
         "val_psnr": ev["psnr"], "val_ssim": ev["ssim"],
     }
     if role == "dae":
-        n = min(args.denoise_n, len(val))
-        res, _ = denoise_benchmark({name: model}, val.subset(np.arange(len(val)) < n), LEVELS, [], seed=0)
-        row["denoise"] = {lv: {k: res["results"][lv][name][k] for k in ("psnr", "ssim", "images_per_second")}
-                          for lv in res["levels"]}
+        row["denoise"] = denoise_row(name, model, denoise_sample(val, args.denoise_n))
     print(f"   val PSNR {ev['psnr']['mean']:.2f} dB, {row['train_images_per_second']} img/s training", flush=True)
     return row
 
 
+def denoise_sample(val, n: int):
+    """``n`` validation images drawn at random (seed 0), as ``brainae denoise --limit`` draws test images.
+    Not the first ``n``: the split is ordered by class, so those would all be one class (one source)."""
+    if n >= len(val):
+        return val
+    return val.subset(np.sort(np.random.default_rng(0).choice(len(val), n, replace=False)))
+
+
+def denoise_row(name: str, model: torch.nn.Module, sample) -> dict:
+    res, _ = denoise_benchmark({name: model}, sample, LEVELS, [], seed=0)
+    return {lv: {k: res["results"][lv][name][k] for k in ("psnr", "ssim", "images_per_second")} for lv in res["levels"]}
+
+
+def sample_text(n: int, val) -> str:
+    return (f"denoising on {min(n, len(val))} of the {len(val)} validation images drawn at random (seed 0), one seeded "
+            f"noise draw per sigma")
+
+
 def baseline_rows(data, n: int) -> dict:
-    val = data.split("val")
-    res, _ = denoise_benchmark({}, val.subset(np.arange(len(val)) < n), LEVELS, ["bm3d"], seed=0)
+    res, _ = denoise_benchmark({}, denoise_sample(data.split("val"), n), LEVELS, ["bm3d"], seed=0)
     if "bm3d" not in res["methods"]:
         return {"skipped": res["skipped"]}
     return {lv: {k: res["results"][lv]["bm3d"][k] for k in ("psnr", "ssim", "images_per_second")} for lv in res["levels"]}
@@ -152,7 +170,7 @@ def fmt(ci: dict, digits: int = 2) -> str:
 def markdown(result: dict) -> str:
     rows, bm3d = result["rows"], result["bm3d"]
     levels = LEVELS.split(":")[1].split(",")
-    setup = " ".join(t for t in (result["setup"], result.get("retimed", "")) if t)
+    setup = " ".join(t for t in (result["setup"], result.get("rescored", ""), result.get("retimed", "")) if t)
     lines = [f"# Architectures ({result['machine']})", "", f"{result['date']}; `{result['command']}`; {setup}", "",
              "| variant | model | epochs | latent | parameters | skips bypass | train img/s | inference img/s | val PSNR (dB) | val SSIM | "
              + " | ".join(f"denoise PSNR s={s}" for s in levels) + " |",
@@ -235,13 +253,46 @@ def retime(args) -> None:
     print(markdown(result))
 
 
+def rescore(args) -> None:
+    """Score every denoiser row and BM3D again on ``--denoise-n`` validation images drawn at random, from
+    the kept run folders (no training). Results before this fix scored the first 40 validation images,
+    all of one class."""
+    path = args.out / f"architectures_{args.tag}.json"
+    result = json.loads(path.read_text())
+    cfg = build_config("ae", preset="seed", data=str(args.data), limit=args.limit)
+    data = load_data(cfg.data, progress=False)
+    sample = denoise_sample(data.split("val"), args.denoise_n)
+    for v, r in result["rows"].items():
+        if r["role"] == "dae":
+            speed = {lv: d["images_per_second"] for lv, d in r["denoise"].items()}  # keep the --retime speeds
+            r["denoise"] = denoise_row(v, load_run(args.work / v)[0], sample)
+            for lv, d in r["denoise"].items():
+                d["images_per_second"] = speed[lv]
+            print(f"{v}: " + ", ".join(f"{d['psnr']['mean']:.2f}" for d in r["denoise"].values()), flush=True)
+    fresh = baseline_rows(data, args.denoise_n)
+    for lv, b in fresh.items():
+        if lv in result["bm3d"]:
+            b["images_per_second"] = result["bm3d"][lv]["images_per_second"]
+    result["bm3d"] = fresh
+    result["goals"] = check_goals(result["rows"], result["bm3d"])
+    result["setup"] = re.sub(r"denoising on the first \d+ validation images with one seeded noise draw per sigma",
+                             "denoising as below", result["setup"])
+    result["rescored"] = (f"Denoising scored again with --rescore: {sample_text(args.denoise_n, data.split('val'))} "
+                          f"(classes {np.bincount(sample.labels).tolist()}; earlier scores used the first 40 validation "
+                          f"images, all glioma); speeds unchanged.")
+    path.write_text(json.dumps(result, indent=1))
+    path.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--limit", type=int, default=1000, help="training images (validation shrinks in proportion)")
-    ap.add_argument("--denoise-n", type=int, default=40, help="validation images for the denoising comparison")
+    ap.add_argument("--denoise-n", type=int, default=60,
+                    help="validation images for the denoising comparison (drawn at random, seed 0)")
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--work", type=Path, help="keep the run folders here (default: a temporary folder)")
@@ -250,12 +301,14 @@ def main() -> None:
     ap.add_argument("--retime", action="store_true",
                     help="only re-measure the speeds of a finished run (needs --work with its run folders)")
     ap.add_argument("--bm3d-n", type=int, default=10, help="images BM3D is timed on with --retime")
+    ap.add_argument("--rescore", action="store_true",
+                    help="only score the denoisers and BM3D again on --denoise-n validation images (needs --work)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
-    if args.retime:
+    if args.retime or args.rescore:
         if not args.work:
-            sys.exit("--retime needs --work, the folder that holds the run folders")
-        return retime(args)
+            sys.exit("--retime and --rescore need --work, the folder that holds the run folders")
+        return retime(args) if args.retime else rescore(args)
     if not args.data.is_dir():
         sys.exit(f"data folder {args.data} not found; pass --data")
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -278,13 +331,14 @@ def main() -> None:
     result = {
         "machine": machine(), "date": datetime.date.today().isoformat(), "command": command,
         "setup": (f"{args.data} at 128x128, split seed 0: {counts['train']} training / {counts['val']} validation images; "
-                  f"{args.epochs} epochs per variant; denoising on the first {args.denoise_n} validation images with one "
-                  f"seeded noise draw per sigma; torch threads {torch.get_num_threads()}; total {took}."),
+                  f"{args.epochs} epochs per variant; {sample_text(args.denoise_n, data.split('val'))}; torch threads {torch.get_num_threads()}; total {took}."),
         "rows": rows, "bm3d": bm3d, "goals": check_goals(rows, bm3d),
     }
     if args.add:
         result["command"] = earlier["command"] + "; then " + command
         result["setup"] = earlier["setup"] + f" Then {', '.join(names)} added with --add ({took})."
+        if earlier.get("rescored"):
+            result["rescored"] = earlier["rescored"]
         if earlier.get("retimed"):  # the added rows' speeds are from right after their training
             result["retimed"] = earlier["retimed"].rstrip(".") + f", before {', '.join(names)} were added."
     args.out.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,32 @@ def tiny_test_set():
     return ds.subset(np.arange(min(4, len(ds))))
 
 
+def test_a_network_is_timed_over_repeated_passes(tiny_test_set):
+    """One pass over a few images is too short to time: images/s comes from passes filling min_seconds."""
+    import time
+
+    import torch
+
+    from brainae.models.output import ModelOutput
+
+    class Slow(torch.nn.Module):
+        calls = 0
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))  # the runner reads the device from a parameter
+
+        def forward(self, x):
+            Slow.calls += 1
+            time.sleep(0.02)
+            return ModelOutput(recon=x, z=x.flatten(1))
+
+    result, _ = denoise_benchmark({"slow": Slow()}, tiny_test_set, "gaussian:0.1", [], warmup=0, min_seconds=0.2)
+    r = result["results"]["gaussian:0.1"]["slow"]
+    assert Slow.calls >= 10  # 0.2 s of 0.02 s passes, not one
+    assert 0.02 <= r["seconds"] < 0.05 and r["images_per_second"] == pytest.approx(len(tiny_test_set) / r["seconds"], rel=0.01)
+
+
 def test_every_baseline_runs_on_a_tiny_set(tiny_test_set):
     everything = ["nlm", "tv", "wavelet", "bilateral", "median", "bm3d"]
     run, skipped = available_baselines(everything)  # bm3d and wavelet need optional packages

@@ -1,0 +1,67 @@
+"""The accounting of the benchmark scripts whose numbers decide the issues' goals (no training here)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sweep_efficiency = pytest.importorskip("sweep_efficiency")
+architectures = pytest.importorskip("architectures")
+
+
+def _table(n=27):
+    return {(("lr", i),): 1.0 + i for i in range(n)}  # config i has loss 1 + i; config 0 is the best
+
+
+def test_random_search_with_and_without_repeats():
+    table = _table()
+    with_rep = sweep_efficiency.random_search(table, seed=0, trials=40, epochs=10)
+    assert with_rep["epochs_naive"] == 400 and with_rep["unique_configs"] < 27
+    assert with_rep["epochs_run"] == 10 * with_rep["unique_configs"]
+    no_rep = sweep_efficiency.random_search(table, seed=0, trials=40, epochs=10, repeats=False)
+    assert no_rep["unique_configs"] == 27 and no_rep["epochs_naive"] == no_rep["epochs_run"] == 270
+    assert no_rep["best_val_loss"] == 1.0  # it covers the whole grid
+    few = sweep_efficiency.random_search(table, seed=3, trials=5, epochs=10, repeats=False)
+    assert few["unique_configs"] == 5 and few["epochs_run"] == 50
+
+
+def test_each_accounting_compares_against_its_own_random_search():
+    table = _table()
+    base = {"seed": 0, "method": sweep_efficiency.BASE, "best_val_loss": 2.0, "epochs_run": 200,
+            "epochs_naive": 400, "unique_configs": 20}
+    norep = {"seed": 0, "method": sweep_efficiency.NO_REPEATS, "best_val_loss": 1.0, "epochs_run": 270,
+             "epochs_naive": 270, "unique_configs": 27}
+    tpe = {"seed": 0, "method": "tpe + sha", "best_val_loss": 1.0, "epochs_run": 70, "epochs_naive": 400}
+    summary = sweep_efficiency.summarise([base, norep, tpe], ["tpe + sha"], table, tolerance=0.05)
+    assert tpe["per_trial"] == {"epochs_fraction": 0.175, "best_loss_vs_random": -0.5, "goal_met": True}
+    assert tpe["no_repeats"]["epochs_fraction"] == pytest.approx(70 / 270, abs=1e-4)
+    assert tpe["no_repeats"]["goal_met"] is True
+    assert tpe["distinct"] == {"epochs_fraction": 0.35, "best_loss_vs_random": -0.5, "goal_met": False}
+    row = next(r for r in summary if r["method"] == "tpe + sha")
+    assert row["per_trial"]["goal_met"] and not row["distinct"]["goal_met"]
+    assert row["grid_rank_of_best"] == [1]
+    worse = dict(tpe, best_val_loss=1.2, per_trial=None)  # 20% worse than random without repeats
+    sweep_efficiency.summarise([base, norep, worse], ["tpe + sha"], table, tolerance=0.05)
+    assert worse["no_repeats"]["goal_met"] is False and worse["per_trial"]["goal_met"] is True
+
+
+class _Val:
+    """A class-ordered split, as the real validation split is."""
+
+    def __init__(self, labels):
+        self.labels = np.asarray(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, index):
+        return _Val(self.labels[index])
+
+
+def test_the_denoising_sample_is_drawn_across_the_split_not_its_first_images():
+    val = _Val([0] * 50 + [1] * 50 + [2] * 20 + [3] * 50)
+    sample = architectures.denoise_sample(val, 60)
+    assert len(sample) == 60 and len(set(sample.labels.tolist())) == 4
+    assert len(architectures.denoise_sample(val, 500)) == len(val)
+    assert (architectures.denoise_sample(val, 60).labels == sample.labels).all()  # seeded
