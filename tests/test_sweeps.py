@@ -360,3 +360,30 @@ def test_spaces_leave_out_keys_a_model_does_not_read():
     assert "model.latent_dim" in [p.key for p in load_space("seed", "ae").params]
     for spec in ("seed", "wide", "quick"):
         assert "model.latent_dim" not in [p.key for p in load_space(spec, "unet").params]
+
+
+def test_study_preset_seed_runs_the_studys_sweeps_and_trains_with_their_best(tmp_path, monkeypatch):
+    """brainae study --preset seed: 17 AE and 61 VAE trials over the study's grid with a 40-epoch budget,
+    pruned by the default pruner; the best settings (and epochs on the grid) replace the preset's.
+    The sweep itself is replaced here (hours on a CPU); what it is asked to do is checked."""
+    from brainae.config import build_config
+    from brainae.sweeps import runner
+    from brainae.sweeps.command import study_sweeps
+
+    asked = {}
+
+    def fake_run_sweep(cfg, opts, data=None):
+        asked[opts.model] = opts
+        best = {"train.lr": 1e-4, "train.batch_size": 64, "model.latent_dim": 2048}
+        return {"best": {"params": best, "epochs": 20, "value": 0.01}, "trials": [], "epochs": {}}
+
+    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    cfgs = {m: build_config(m, preset="seed") for m in ("ae", "vae")}
+    results = study_sweeps(cfgs, data=None, out=tmp_path, preset="seed", progress=False)
+    assert asked["ae"].trials == 17 and asked["vae"].trials == 61
+    for m, opts in asked.items():
+        assert (opts.sampler, opts.pruner) == ("tpe", SweepOptions(m, tmp_path, opts.space).pruner) == ("tpe", "sha")
+        assert {p.key for p in opts.space.params} == {"train.lr", "train.batch_size", "model.latent_dim"}
+        assert max(opts.space.epochs) == 40 and results[m]["applied"]
+        assert (cfgs[m].train.lr, cfgs[m].train.batch_size, cfgs[m].model.latent_dim, cfgs[m].train.epochs) == \
+            (1e-4, 64, 2048, 20)
