@@ -57,6 +57,8 @@ VARIANTS = {
     "resvae": ("resvae", "vae", SPATIAL + MODERN[:3] + ["train.lr=1e-3", "train.augment=flip"]),
     "resvae_4x4": ("resvae", "vae", ["model.channels=[32,64,128,256,512]", "model.bottleneck=spatial"] + MODERN[:3]
                    + ["train.lr=1e-3", "train.augment=flip"]),  # 512 = 32 channels x 4 x 4: a coarser code
+    "resvae_4x4_long": ("resvae", "vae", ["model.channels=[32,64,128,256,512]", "model.bottleneck=spatial"] + MODERN[:3]
+                        + ["train.lr=1e-3", "train.augment=flip"]),  # resvae_4x4, run with more --epochs
     "resvae_dense": ("resvae", "vae", ["model.channels=[32,64,128,256]", "model.bottleneck=dense"] + MODERN[:3]
                      + ["train.lr=1e-3", "train.augment=flip"]),
     "study_dae": ("dae", "dae", ["train.noise=gaussian:0.1,0.2,0.3"]),
@@ -244,13 +246,10 @@ def retime(args) -> None:
             classical_denoiser("bm3d", nz)(noisy)
             result["bm3d"][nz.spec]["images_per_second"] = round(len(noisy) / (time.perf_counter() - start), 3)
             print(f"bm3d {nz.spec}: {result['bm3d'][nz.spec]['images_per_second']} img/s", flush=True)
-    result["goals"] = check_goals(result["rows"], result["bm3d"])
     result["retimed"] = (f"Speeds re-measured back to back with --retime ({args.bm3d_n} images for BM3D, every "
                         f"validation image for the networks, batch 64), load average before "
                         f"{load_before}, after {[round(v, 2) for v in os.getloadavg()]}.")
-    path.write_text(json.dumps(result, indent=1))
-    path.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(result, path)
 
 
 def rescore(args) -> None:
@@ -274,12 +273,17 @@ def rescore(args) -> None:
         if lv in result["bm3d"]:
             b["images_per_second"] = result["bm3d"][lv]["images_per_second"]
     result["bm3d"] = fresh
-    result["goals"] = check_goals(result["rows"], result["bm3d"])
     result["setup"] = re.sub(r"denoising on the first \d+ validation images with one seeded noise draw per sigma",
                              "denoising as below", result["setup"])
     result["rescored"] = (f"Denoising scored again with --rescore: {sample_text(args.denoise_n, data.split('val'))} "
                           f"(classes {np.bincount(sample.labels).tolist()}; earlier scores used the first 40 validation "
                           f"images, all glioma); speeds unchanged.")
+    write_result(result, path)
+
+
+def write_result(result: dict, path: Path) -> None:
+    """Goals checked again, then ``path`` (.json) and its .md written, and the table printed."""
+    result["goals"] = check_goals(result["rows"], result["bm3d"])
     path.write_text(json.dumps(result, indent=1))
     path.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
@@ -332,7 +336,7 @@ def main() -> None:
         "machine": machine(), "date": datetime.date.today().isoformat(), "command": command,
         "setup": (f"{args.data} at 128x128, split seed 0: {counts['train']} training / {counts['val']} validation images; "
                   f"{args.epochs} epochs per variant; {sample_text(args.denoise_n, data.split('val'))}; torch threads {torch.get_num_threads()}; total {took}."),
-        "rows": rows, "bm3d": bm3d, "goals": check_goals(rows, bm3d),
+        "rows": rows, "bm3d": bm3d,
     }
     if args.add:
         result["command"] = earlier["command"] + "; then " + command
@@ -343,9 +347,7 @@ def main() -> None:
             result["retimed"] = earlier["retimed"].rstrip(".") + f", before {', '.join(names)} were added."
     args.out.mkdir(parents=True, exist_ok=True)
     sample_figure(rows, work, stem.with_name(stem.name + "_vae_samples.png"))
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(result, stem.with_suffix(".json"))
 
 
 if __name__ == "__main__":
