@@ -137,7 +137,9 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(tmp_path):
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.join()
-    time.sleep(2.5)  # past the grace period (2 heartbeats): trial 0 is stale now
+    # past the grace period (2 heartbeats of 1 s) for certain: SQLite stores heartbeats in whole
+    # seconds, and the last beat may have come just before the kill, so 2.5 s was not always enough
+    time.sleep(4.0)
 
     s = run_sweep(cfg, opts)
     dead, retry, new = s["trials"]
