@@ -14,10 +14,11 @@ def build_model(cfg, image_size: int):
     With ``cfg.residual_output`` the network's output is read as noise and subtracted from the input
     (see ``brainae.models.residual``).
 
-    Conv weights are stored channels-last: oneDNN's CPU convolutions (and tensor-core GPU kernels)
-    run on that layout, and otherwise convert every activation back and forth. Training and inference
-    are about 1.8x faster on a 2-core CPU (``benchmarks/architectures.py --retime``); the values are
-    the same, only the memory order differs.
+    Conv weights are stored channels-last: oneDNN's CPU convolutions run on that layout and otherwise
+    convert every activation back and forth. On a 2-core CPU the small conv nets train and infer about
+    1.8x faster (``benchmarks/architectures.py --retime``), the study's AE, whose time goes mostly to
+    its linear layers, 1.2x (``benchmarks/train_real.py``). The values are the same (tested); only
+    the memory order differs.
     """
     model = residual_output(get("model", cfg.name)(cfg, image_size), cfg)
     return model.to(memory_format=torch.channels_last)
