@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 sweep_efficiency = pytest.importorskip("sweep_efficiency")
 architectures = pytest.importorskip("architectures")
+vae_samples = pytest.importorskip("vae_samples")
 
 
 def _table(n=27):
@@ -65,3 +66,50 @@ def test_the_denoising_sample_is_drawn_across_the_split_not_its_first_images():
     assert len(sample) == 60 and len(set(sample.labels.tolist())) == 4
     assert len(architectures.denoise_sample(val, 500)) == len(val)
     assert (architectures.denoise_sample(val, 60).labels == sample.labels).all()  # seeded
+
+
+def test_frechet_distance_of_gaussian_feature_sets():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4000, 3))
+    assert vae_samples.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    shifted = a + np.array([2.0, 0.0, 0.0])  # same covariance: the squared shift of the means
+    assert vae_samples.frechet_distance(a, shifted) == pytest.approx(4.0, abs=1e-6)
+    wider = rng.normal(size=(4000, 3)) * 3  # variances 1 and 9: per dimension (1 - 3)^2 = 4
+    assert vae_samples.frechet_distance(a, wider) == pytest.approx(12.0, rel=0.05)
+
+
+def test_nearest_psnr_finds_the_closest_reference():
+    rng = np.random.default_rng(0)
+    refs = rng.random((5, 8, 8))
+    queries = np.stack([refs[3] + 0.1, refs[1]])
+    got = vae_samples.nearest_psnr(queries, refs)
+    assert got[0] == pytest.approx(20.0, abs=1e-6)  # an error of 0.1 everywhere: 20 dB
+    assert got[1] == pytest.approx(100.0)  # an exact copy, capped
+
+
+def test_vae_goal_compares_with_the_study_recipe_at_the_same_epochs():
+    def row(model, epochs, psnr, overrides=("x",)):
+        return {"role": "vae", "model": model, "epochs": epochs, "latent_dim": 512, "bypasses_bottleneck": False,
+                "overrides": list(overrides), "val_psnr": {"mean": psnr}}
+
+    rows = {"study_vae": row("vae", 6, 19.0, ()), "study_vae_long": row("vae", 40, 21.5, ()),
+            "short": row("resvae", 6, 22.1), "long": row("resvae", 40, 24.0)}
+    goals = architectures.check_goals(rows, {"skipped": "no DAE"})
+    assert goals["vae_plus_3db"] == {"variant": "long", "gain_db": 5.0, "met": True}
+    same = goals["vae_plus_3db_same_epochs"]
+    assert same["variant"] == "short" and same["baseline"] == "study_vae" and same["gain_db"] == 3.1 and same["met"]
+    rows["long"]["val_psnr"]["mean"] = 25.0  # now 3.5 dB above the 40-epoch recipe: the larger same-budget gain
+    same = architectures.check_goals(rows, {"skipped": "no DAE"})["vae_plus_3db_same_epochs"]
+    assert (same["variant"], same["baseline"], same["gain_db"]) == ("long", "study_vae_long", 3.5)
+
+
+def test_diagonal_draws_match_each_units_spread_but_not_their_correlation():
+    import torch
+
+    from brainae.models.prior import MixturePrior
+
+    t = torch.randn(500, 1, generator=torch.Generator().manual_seed(0))
+    prior = MixturePrior.fit(torch.cat([t, 2 * t], dim=1), components=1)
+    draws = vae_samples.diagonal_draws(prior, 4000, torch.Generator().manual_seed(1))
+    assert torch.allclose(draws.std(dim=0), torch.tensor([1.0, 2.0]), rtol=0.1)
+    assert abs(float(torch.corrcoef(draws.T)[0, 1])) < 0.1

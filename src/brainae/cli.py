@@ -53,6 +53,13 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a better validation loss")
     g.add_argument("--ema", type=float, metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); "
                                                                  "validation and checkpoints use it")
+    g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
+                   help="VAE decoder: bernoulli (BCE, the study's) or gaussian with its variance fitted to the batch's "
+                        "error, which weighs reconstruction against the KL term in the images' own error scale")
+    g.add_argument("--prior-components", type=int, metavar="K",
+                   help="VAE: after training, fit K Gaussians to the training codes (prior.pt) and sample from them "
+                        "instead of N(0, I), which the codes never fill (default 30, at most a tenth of the "
+                        "training images; 0 = off)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
@@ -93,7 +100,8 @@ def _flat(args: argparse.Namespace) -> dict:
                 accelerator=args.accelerator, image_size=args.image_size, dedupe=args.dedupe,
                 noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
                 loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
-                early_stopping=args.early_stopping, ema=args.ema)
+                early_stopping=args.early_stopping, ema=args.ema, likelihood=args.likelihood,
+                prior_components=args.prior_components)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -287,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "projections.png (PCA, plus UMAP / t-SNE when installed, coloured by class), "
                                    "explained.png, interpolation.png (a line in latent space between two test images "
                                    "of different classes, all runs side by side), for a VAE <model>_samples.png "
-                                   "(decoded prior draws) and <model>_traversal.png (along the top principal "
+                                   "(decoded draws from N(0, I) and from the mixture fitted to the training codes) and <model>_traversal.png (along the top principal "
                                    "directions), and latent.json (explained variance, class centroid distances).")
     _analysis_args(p, "the first RUN_DIR/latent")
     p.set_defaults(func=cmd_latent)

@@ -46,6 +46,8 @@ class ModelConfig:
     in_channels: int = 1
     beta: float = 1.0  # VAE: weight of the KL term
     vae_reduction: str = "sum"  # sum: BCE+KL summed (the study) | mean: per pixel, comparable across sizes
+    likelihood: str = "bernoulli"  # VAE decoder: bernoulli (BCE, the study) | gaussian (variance fitted per batch)
+    prior_components: int = 30  # VAE: after training, fit this many Gaussians to the training codes to sample from; 0 = N(0, I) only
     backbone: str = "ae"  # wrapper models (dae): the registered model they wrap
     blocks: int = 1  # resae / skipae / unet: residual blocks per resolution level
     skips: list[int] = field(default_factory=list)  # skipae: encoder levels (0 = finest) whose features bypass the bottleneck
@@ -232,7 +234,7 @@ def build_config(
         "noise": "train.noise", "normal_only": "train.normal_only", "skips": "model.skips",
         "residual_output": "model.residual_output", "loss": "train.loss", "augment": "train.augment",
         "optimizer": "train.optimizer", "schedule": "train.schedule", "early_stopping": "train.early_stopping",
-        "ema": "train.ema",
+        "ema": "train.ema", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
     }
     for k, v in flat.items():
         if v is None:
@@ -263,6 +265,8 @@ def validate(cfg: Config) -> None:
          "must be 32, bf16-mixed or 16-mixed"),
         (cfg.data.limit >= 0, "data.limit", "must be 0 (all) or positive"),
         (cfg.model.vae_reduction in ("sum", "mean"), "model.vae_reduction", "must be sum or mean"),
+        (cfg.model.likelihood in ("bernoulli", "gaussian"), "model.likelihood", "must be bernoulli or gaussian"),
+        (cfg.model.prior_components >= 0, "model.prior_components", "must be 0 (off) or a number of components"),
         (cfg.model.blocks >= 1, "model.blocks", "must be at least 1"),
         (cfg.model.bottleneck in ("auto", "dense", "spatial"), "model.bottleneck", "must be auto, dense or spatial"),
         (all(0 <= s < len(cfg.model.channels) for s in cfg.model.skips), "model.skips",

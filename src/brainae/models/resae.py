@@ -263,4 +263,4 @@ def build_resae(cfg: ModelConfig, image_size: int) -> ResAE:
 def build_resvae(cfg: ModelConfig, image_size: int) -> ResVAE:
     """Residual VAE: the resae backbone with mu/log-variance heads, BCE + beta * KL, samples from N(0, I)."""
     no_skips(cfg)
-    return ResVAE(beta=cfg.beta, reduction=cfg.vae_reduction, **res_kwargs(cfg, image_size))
+    return ResVAE(beta=cfg.beta, reduction=cfg.vae_reduction, likelihood=cfg.likelihood, **res_kwargs(cfg, image_size))

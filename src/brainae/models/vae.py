@@ -1,6 +1,7 @@
 """The study's variational autoencoder: the AE backbone with mu / log-variance heads, BCE + KL loss."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from brainae.config import ModelConfig
 from brainae.models.ae import ConvAE, Recon, conv_kwargs
 from brainae.models.output import ModelOutput
+from brainae.models.prior import MixturePrior
 from brainae.registry import register_model
 
 
@@ -21,9 +23,10 @@ class Variational:
     study's VAE and every other variational variant sample, train and score the same way.
     """
 
-    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", **kwargs) -> None:
+    def __init__(self, *, beta: float = 1.0, reduction: str = "sum", likelihood: str = "bernoulli", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.beta, self.reduction = beta, reduction
+        self.beta, self.reduction, self.likelihood = beta, reduction, likelihood
+        self.code_prior: Optional[MixturePrior] = None  # fitted to training codes after training (prior.py)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode_dist(x)[0]
@@ -35,14 +38,18 @@ class Variational:
         return ModelOutput(recon=torch.sigmoid(logits), z=z, mu=mu, logvar=logvar, logits=logits)
 
     def loss(self, out: ModelOutput, target: torch.Tensor, recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
-        """Reconstruction term (BCE, or ``recon_loss`` given per pixel) plus beta * KL; see ``vae_loss``."""
-        return vae_loss(out, target, self.beta, self.reduction, recon_loss)
+        """Reconstruction term (BCE, Gaussian, or ``recon_loss`` given per pixel) plus beta * KL; see ``vae_loss``."""
+        return vae_loss(out, target, self.beta, self.reduction, recon_loss, self.likelihood)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode ``n`` draws from the standard normal prior."""
+    def sample(self, n: int, generator: torch.Generator | None = None, prior: str = "fitted") -> torch.Tensor:
+        """Decode ``n`` draws from the mixture fitted to the training codes (``prior="fitted"``, when the
+        run has one) or from the standard normal N(0, I) (``prior="normal"``, or when it has none)."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        if prior == "fitted" and self.code_prior is not None:
+            z = self.code_prior.to(device).sample(n, generator=generator)
+        else:
+            z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return self.decode(z)
 
 
@@ -69,27 +76,36 @@ class ConvVAE(Variational, ConvAE):
         return self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
 
 def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str,
-             recon_loss: Optional[Recon] = None) -> dict[str, torch.Tensor]:
-    """BCE + beta * KL per image (reduction sum) or per pixel (mean); shared by every variational model.
+             recon_loss: Optional[Recon] = None, likelihood: str = "bernoulli") -> dict[str, torch.Tensor]:
+    """Reconstruction term + beta * KL per image (reduction sum) or per pixel (mean); shared by every
+    variational model.
 
-    ``recon_loss`` (a per-pixel mean, train.loss) replaces BCE, scaled to a sum over pixels under
+    likelihood "bernoulli": BCE, the study's. "gaussian": a Gaussian decoder whose variance is the
+    batch's mean squared error, the value that maximises the likelihood, so the term is
+    pixels / 2 * ln(2 pi e MSE) per image. (A variance per image would reward near-perfect easy
+    images without bound.) BCE on grey levels acts like a Gaussian with a standard deviation
+    near 0.2-0.5, so the KL term outweighs fine detail and the codes keep little more than the head's
+    outline; the fitted variance keeps reconstruction and KL in balance without tuning beta.
+    ``recon_loss`` (a per-pixel mean, train.loss) replaces either, scaled to a sum over pixels under
     reduction "sum" so its balance against the KL term matches BCE's.
     """
     target = target.float()
     batch, pixels = target.shape[0], target[0].numel()
     kl = -0.5 * torch.sum(1 + out.logvar - out.mu.pow(2) - out.logvar.exp()) / batch
-    if recon_loss is None:
+    mse = F.mse_loss(out.recon.float(), target)
+    if recon_loss is not None:
+        recon = recon_loss(out, target) * pixels
+    elif likelihood == "gaussian":
+        recon = 0.5 * pixels * torch.log(2 * math.pi * math.e * mse.clamp_min(1e-8))
+    else:
         # logits form: numerically safe, and allowed under mixed precision autocast
         recon = F.binary_cross_entropy_with_logits(out.logits.float(), target, reduction="sum") / batch
-    else:
-        recon = recon_loss(out, target) * pixels
     loss = recon + beta * kl if reduction == "sum" else (recon + beta * kl) / pixels
-    mse = F.mse_loss(out.recon.float(), target)
-    name = "bce" if recon_loss is None else "recon"
+    name = "recon" if recon_loss is not None else {"gaussian": "nll"}.get(likelihood, "bce")
     return {"loss": loss, name: recon / pixels, "kl": kl, "mse": mse}
 
 
 @register_model("vae")
 def build_vae(cfg: ModelConfig, image_size: int) -> ConvVAE:
     """The study's VAE (same backbone, mu/log-variance heads, BCE + KL)."""
-    return ConvVAE(beta=cfg.beta, reduction=cfg.vae_reduction, **conv_kwargs(cfg, image_size))
+    return ConvVAE(beta=cfg.beta, reduction=cfg.vae_reduction, likelihood=cfg.likelihood, **conv_kwargs(cfg, image_size))

@@ -163,8 +163,8 @@ def _points(trials: list[dict]) -> list[tuple[int, float]]:
 
 
 def _maybe_log(ax, values: list[float]) -> None:
-    values = [v for v in values if v > 0]
-    if values and max(values) / min(values) > 30:
+    values = [v for v in values if np.isfinite(v)]
+    if values and min(values) > 0 and max(values) / min(values) > 30:
         ax.set_yscale("log")
 
 

@@ -101,6 +101,7 @@ class Objective:
             cfg.train.progress = False
             # per pixel, comparable across trials; read by variational models only (the others ignore it)
             cfg.model.vae_reduction = "mean"
+            cfg.model.prior_components = 0  # trials are scored, never sampled from
             result = train(cfg, trial_dir, overwrite=True, data=self.data, callbacks=[pruning])
             history = read_history(trial_dir / "history.csv")
             bad = [int(r["epoch"]) for r in history

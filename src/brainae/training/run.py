@@ -1,13 +1,19 @@
-"""Open a finished (or interrupted) run folder: its config and its trained network."""
+"""Open a finished (or interrupted) run folder: its config and its trained network (and, for a VAE,
+the mixture fitted to its training codes that it samples from, ``prior.pt``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from brainae.config import Config, load_config
 from brainae.errors import BrainaeError
+from brainae.io import atomic_path
 from brainae.models import build_model
+from brainae.models.prior import MixturePrior
+
+PRIOR_FILE = "prior.pt"
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, Config]:
@@ -33,4 +39,30 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
         raise BrainaeError(f"checkpoint {ckpt} cannot be read ({type(e).__name__}); retrain or use --which last") from None
     model = build_model(cfg.model, cfg.data.image_size)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    if hasattr(model, "code_prior") and (run / PRIOR_FILE).is_file():
+        try:
+            model.code_prior = MixturePrior.from_state(torch.load(run / PRIOR_FILE, map_location="cpu", weights_only=True))
+        except Exception as e:
+            raise BrainaeError(f"{run / PRIOR_FILE} cannot be read ({type(e).__name__}); delete it to sample "
+                               f"from N(0, I)") from None
     return model.to(device).eval(), cfg
+
+
+@torch.no_grad()
+def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, seed: int = 0,
+                   batch_size: int = 128) -> MixturePrior:
+    """A :class:`MixturePrior` of the codes (the posterior means) of ``images`` (uint8 (N, H, W)):
+    pass the training split only, so samples never borrow from validation or test images."""
+    model.eval()
+    device = next(model.parameters()).device
+    codes = [model.encode(torch.from_numpy(images[i:i + batch_size, None]).to(device).float() / 255.0).float().cpu()
+             for i in range(0, len(images), batch_size)]
+    return MixturePrior.fit(torch.cat(codes), components, seed=seed)
+
+
+def write_code_prior(run_dir: str | Path, prior: MixturePrior) -> Path:
+    """Save ``prior`` as the run's ``prior.pt`` (atomically); :func:`load_run` attaches it."""
+    path = Path(run_dir) / PRIOR_FILE
+    with atomic_path(path) as tmp:
+        torch.save(prior.state(), tmp)
+    return path

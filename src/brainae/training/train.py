@@ -7,6 +7,7 @@ A run folder describes itself:
     history.csv      one row per epoch: train and validation loss, validation PSNR, seconds
     checkpoints/     last.ckpt and best.ckpt (lowest validation loss)
     metrics.json     best epoch, best validation loss, time per epoch
+    prior.pt         VAE only: a Gaussian mixture fitted to the training codes, to sample from
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from brainae.errors import BrainaeError
 from brainae.io import atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
 from brainae.training.module import AutoencoderModule
+from brainae.training.run import fit_code_prior, load_run, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
 
@@ -217,5 +219,10 @@ def train(
         "n_val": int((ds.splits == "val").sum()),
         "parameters": sum(p.numel() for p in module.model.parameters()),
     }
+    if cfg.model.prior_components and hasattr(module.model, "code_prior") and best_i >= 0:
+        model, _ = load_run(out)  # the best checkpoint: the one every later command loads
+        prior = fit_code_prior(model, ds.split("train").images, cfg.model.prior_components, seed=cfg.train.seed)
+        write_code_prior(out, prior)
+        metrics["prior"] = {"components": prior.components, "fitted_on": "train", "codes": prior.n_codes}
     write_json(out / "metrics.json", metrics)
     return {**metrics, "run_dir": str(out)}

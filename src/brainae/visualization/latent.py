@@ -130,10 +130,20 @@ def is_generative(model: nn.Module) -> bool:
     return callable(getattr(model, "sample", None))
 
 
-def sample_prior(model: nn.Module, n: int = 16, seed: int = 0) -> np.ndarray:
-    """``n`` images (n, H, W) in [0, 1] decoded from the model's prior (seeded)."""
+def sample_prior(model: nn.Module, n: int = 16, seed: int = 0, prior: str = "fitted") -> np.ndarray:
+    """``n`` images (n, H, W) in [0, 1] decoded from the model's prior (seeded): the mixture fitted to
+    the training codes when the run has one (``prior="fitted"``), else, or with ``"normal"``, N(0, I)."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    return model.sample(n, generator=g).float().cpu().numpy()[:, 0]
+    return model.sample(n, generator=g, prior=prior).float().cpu().numpy()[:, 0]
+
+
+def prior_samples(model: nn.Module, n: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    """Samples from N(0, I) and, when the run has one, from the fitted mixture: label -> (n, H, W)."""
+    out = {"z ~ N(0, I)": sample_prior(model, n, seed, "normal")}
+    fitted = getattr(model, "code_prior", None)
+    if fitted is not None:
+        out[f"z ~ mixture of {fitted.components}"] = sample_prior(model, n, seed, "fitted")
+    return out
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -223,11 +233,13 @@ def interpolation_figure(models: dict[str, nn.Module], a: np.ndarray, b: np.ndar
     return image_rows_figure(rows, cols, "Linear interpolation in latent space between two test images")
 
 
-def sample_figure(samples: np.ndarray, model: str, ncols: int = 8) -> Figure:
-    rows = {f"{model.upper()} z~N(0,I)" if r == 0 else "": samples[r * ncols:(r + 1) * ncols]
-            for r in range(int(np.ceil(len(samples) / ncols)))}
-    rows = {k or " " * i: v for i, (k, v) in enumerate(rows.items())}
-    return image_rows_figure(rows, [], f"{model.upper()}: images decoded from the prior")
+def sample_figure(samples: dict[str, np.ndarray], model: str, ncols: int = 8) -> Figure:
+    """Rows of ``ncols`` samples per source (label -> (n, H, W)), each source's label on its first row."""
+    rows = {}
+    for label, imgs in samples.items():
+        for r in range(int(np.ceil(len(imgs) / ncols))):
+            rows[label if r == 0 else " " * len(rows)] = imgs[r * ncols:(r + 1) * ncols]
+    return image_rows_figure(rows, [], f"{model.upper()}: images decoded from sampled codes")
 
 
 def traversal_figure(grid: np.ndarray, model: str, explained: np.ndarray, sigmas=TRAVERSE_SIGMAS) -> Figure:
@@ -268,7 +280,9 @@ def analyse_latent(models: dict[str, nn.Module], images: np.ndarray, labels: np.
             "generative": is_generative(net),
         }
         if is_generative(net):
-            figs[f"{m}_samples"] = sample_figure(sample_prior(net, n_samples, seed), m)
+            figs[f"{m}_samples"] = sample_figure(prior_samples(net, n_samples, seed), m)
+            fitted = getattr(net, "code_prior", None)
+            summary["models"][m]["mixture_components"] = fitted.components if fitted is not None else 0
             figs[f"{m}_traversal"] = traversal_figure(traverse(net, z, 3, p=pcs[m]), m, explained[m])
     return summary, figs
 

@@ -37,8 +37,9 @@ def loss_curves(histories: dict[str, list[dict]]) -> Figure:
         ms = 4 if len(epochs) <= 20 else 0  # markers help short runs and clutter long ones
         ax.plot(epochs, [r["train_loss"] for r in rows], "o-", ms=ms, label="train")
         ax.plot(epochs, [r["val_loss"] for r in rows], "s-", ms=ms, label="validation")
-        values = [v for r in rows for v in (r["train_loss"], r["val_loss"]) if np.isfinite(v) and v > 0]
-        if values and max(values) / min(values) > 30:
+        values = [v for r in rows for v in (r["train_loss"], r["val_loss"]) if np.isfinite(v)]
+        # a log axis only when every loss is positive (a Gaussian-likelihood VAE's can be negative)
+        if values and min(values) > 0 and max(values) / min(values) > 30:
             ax.set_yscale("log")  # one early spike (BatchNorm statistics still settling) would flatten the rest
         ax.set_title(name.upper())
         ax.set_xlabel("epoch")
