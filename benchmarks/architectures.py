@@ -61,6 +61,8 @@ VARIANTS = {
                         + ["train.lr=1e-3", "train.augment=flip"]),  # resvae_4x4, run with more --epochs
     "resvae_gauss": ("resvae", "vae", ["model.channels=[32,64,128,256,512]", "model.bottleneck=spatial",
                                        "model.likelihood=gaussian"] + MODERN + ["train.augment=flip"]),
+    "resvae_bce_long": ("resvae", "vae", ["model.channels=[32,64,128,256,512]", "model.bottleneck=spatial"]
+                        + MODERN + ["train.augment=flip"]),  # resvae_gauss with BCE: what the likelihood adds
     "resvae_dense": ("resvae", "vae", ["model.channels=[32,64,128,256]", "model.bottleneck=dense"] + MODERN[:3]
                      + ["train.lr=1e-3", "train.augment=flip"]),
     "study_dae": ("dae", "dae", ["train.noise=gaussian:0.1,0.2,0.3"]),

@@ -84,8 +84,8 @@ def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str
     batch's mean squared error, the value that maximises the likelihood, so the term is
     pixels / 2 * ln(2 pi e MSE) per image. (A variance per image would reward near-perfect easy
     images without bound.) BCE on grey levels acts like a Gaussian with a standard deviation
-    near 0.2-0.5, so the KL term outweighs fine detail and the codes keep little more than the head's
-    outline; the fitted variance keeps reconstruction and KL in balance without tuning beta.
+    near 0.2-0.5: a weak pull towards detail against the KL term. The fitted variance weighs the two
+    in the images' own error scale, without tuning beta.
     ``recon_loss`` (a per-pixel mean, train.loss) replaces either, scaled to a sum over pixels under
     reduction "sum" so its balance against the KL term matches BCE's.
     """
