@@ -56,12 +56,18 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2 * root))
 
 
-def nearest_psnr(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """PSNR (dB, range 1) of each image (N, H, W) to its nearest reference image (M, H, W)."""
+def nearest(images: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each image (N, H, W): the index of its nearest reference image (M, H, W) and their MSE."""
     x = images.reshape(len(images), -1).astype(np.float64)
     r = reference.reshape(len(reference), -1).astype(np.float64)
     d = (x ** 2).sum(1)[:, None] - 2 * x @ r.T + (r ** 2).sum(1)[None]
-    return -10 * np.log10(np.maximum(d.min(axis=1) / x.shape[1], 1e-10))
+    index = d.argmin(axis=1)
+    return index, np.maximum(d[np.arange(len(x)), index] / x.shape[1], 0)
+
+
+def nearest_psnr(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """PSNR (dB, range 1) of each image (N, H, W) to its nearest reference image (M, H, W)."""
+    return -10 * np.log10(np.maximum(nearest(images, reference)[1], 1e-10))
 
 
 def diagonal_draws(prior, n: int, g: torch.Generator) -> torch.Tensor:
@@ -73,21 +79,18 @@ def diagonal_draws(prior, n: int, g: torch.Generator) -> torch.Tensor:
     return prior.means[which] + var.clamp_min(0)[which].sqrt() * torch.randn(n, prior.codes.shape[1], generator=g)
 
 
-def best_figure(run_dir: Path, name: str, train, components: int) -> Figure:
-    """One VAE up close: N(0, I) draws, 16 mixture draws, and under each the nearest training image
-    (by pixel distance), to show the samples are new images and not copies."""
-    model = load_run(run_dir)[0]
-    model.code_prior = fit_code_prior(model, train.images, components, seed=0)
+def best_figure(model: torch.nn.Module, name: str, train) -> Figure:
+    """One VAE (with its fitted mixture) up close: N(0, I) draws, 16 mixture draws, and under each the
+    nearest training image (by pixel distance), to show the samples are new images and not copies."""
     g = torch.Generator().manual_seed(1)
     normal = model.sample(8, generator=g, prior="normal").numpy()[:, 0]
     mixture = model.sample(16, generator=g, prior="fitted").numpy()[:, 0]
-    x, t = mixture.reshape(16, -1).astype(np.float64), train.images.reshape(len(train), -1) / 255.0
-    nearest = ((x ** 2).sum(1)[:, None] - 2 * x @ t.T + (t ** 2).sum(1)[None]).argmin(axis=1)
+    index = nearest(mixture, train.images / 255.0)[0]
     rows = {"z ~ N(0, I)": normal}
     for half in (0, 1):
         part = slice(8 * half, 8 * half + 8)
         rows[f"z ~ mixture of {model.code_prior.components}" + " " * half] = mixture[part]
-        rows["nearest training\nimage" + " " * half] = train.images[nearest[part]] / 255.0
+        rows["nearest training\nimage" + " " * half] = train.images[index[part]] / 255.0
     return image_rows_figure(rows, [], f"{name}: decoded samples, and the training image nearest to each")
 
 
@@ -117,12 +120,13 @@ def main() -> None:
         return (encode_images(feature_net, images) - basis["mean"]) @ basis["components"].T
 
     val_features = features(val.images)
-    rows, figure_rows = {}, {}
+    rows, figure_rows, models = {}, {}, {}
     floor = frechet_distance(features(train.images[train_pick]), val_features)
     for v in vaes:
         model, _ = load_run(args.work / v)
         # fitted afresh for every row, as `brainae train` fits it, so rows trained before it did compare alike
         model.code_prior = fit_code_prior(model, train.images, args.components, seed=0)
+        models[v] = model
         g = torch.Generator().manual_seed(0)
         normal = model.sample(n, generator=g, prior="normal").numpy()[:, 0]
         mixture = model.sample(n, generator=g, prior="fitted").numpy()[:, 0]
@@ -145,7 +149,7 @@ def main() -> None:
     fig = image_rows_figure(figure_rows, [], "Decoded samples of every VAE (validation and test images never used)")
     (args.out / f"vae_samples_{args.tag}.png").write_bytes(figure_png(fig, dpi=55))
     best = min(rows, key=lambda v: rows[v]["fd_mixture"])
-    (args.out / f"vae_samples_{args.tag}_best.png").write_bytes(figure_png(best_figure(args.work / best, best, train, args.components), dpi=72))
+    (args.out / f"vae_samples_{args.tag}_best.png").write_bytes(figure_png(best_figure(models[best], best, train), dpi=72))
 
     result = {
         "machine": machine(), "date": datetime.date.today().isoformat(), "command": "python " + " ".join(sys.argv),

@@ -1,4 +1,6 @@
 """Shapes, parameter counts, layer names and losses of the registered models."""
+import math
+
 import pytest
 import torch
 
@@ -91,6 +93,11 @@ def test_vae_is_stochastic_in_training_and_deterministic_in_eval():
     assert torch.equal(a.z, b.z) and torch.equal(a.z, a.mu)
 
 
+def hand_kl(out) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per image, averaged over the batch, in float64."""
+    return -0.5 * (1 + out.logvar - out.mu ** 2 - out.logvar.exp()).double().sum() / len(out.mu)
+
+
 def test_vae_loss_matches_hand_computation():
     torch.manual_seed(0)
     vae = ConvVAE(image_size=32, channels=(4, 8), latent_dim=4, beta=0.5, reduction="sum").eval()
@@ -99,10 +106,22 @@ def test_vae_loss_matches_hand_computation():
     terms = vae.loss(out, x)
     r = out.recon.double()
     bce = -(x * torch.log(r) + (1 - x) * torch.log(1 - r)).sum() / 3
-    kl = -0.5 * (1 + out.logvar - out.mu ** 2 - out.logvar.exp()).double().sum() / 3
+    kl = hand_kl(out)
     assert torch.isclose(terms["loss"].double(), bce + 0.5 * kl, rtol=1e-4)
     vae.reduction = "mean"
     assert torch.isclose(vae.loss(out, x)["loss"].double(), (bce + 0.5 * kl) / 1024, rtol=1e-4)
+
+
+def test_gaussian_likelihood_matches_hand_computation():
+    torch.manual_seed(0)
+    vae = ConvVAE(image_size=32, channels=(4, 8), latent_dim=4, beta=0.5, likelihood="gaussian").eval()
+    x = torch.rand(3, 1, 32, 32)
+    out = vae(x)
+    terms = vae.loss(out, x)
+    mse = ((out.recon.double() - x) ** 2).mean()
+    nll = 0.5 * 1024 * (math.log(2 * math.pi) + 1 + torch.log(mse))  # per image, variance = the batch's MSE
+    assert torch.isclose(terms["loss"].double(), nll + 0.5 * hand_kl(out), rtol=1e-4)
+    assert torch.isclose(terms["nll"].double(), nll / 1024, rtol=1e-4) and "bce" not in terms
 
 
 def test_vae_samples_from_prior():

@@ -7,35 +7,17 @@ import pytest
 import torch
 
 from brainae.cli import main
-from brainae.config import build_config
 from brainae.errors import BrainaeError
 from brainae.models.prior import MixturePrior
 from brainae.models.vae import ConvVAE
 from brainae.training.run import PRIOR_FILE, load_run
 from brainae.training.train import train
 from brainae.visualization.latent import encode_images, prior_samples, sample_prior
+from test_training import tiny_config
 
 
-def tiny_vae_config(epochs=1, **overrides):
-    sets = ["model.channels=[8,16,32]", "model.latent_dim=16", "data.image_size=32", "train.batch_size=16"]
-    sets += [f"{k}={v}" for k, v in overrides.items()]
-    cfg = build_config("vae", preset="quick", data="phantom:120", epochs=epochs, overrides=sets)
-    cfg.train.progress = False
-    cfg.train.accelerator = "cpu"
-    return cfg
-
-
-def test_gaussian_likelihood_matches_hand_computation():
-    torch.manual_seed(0)
-    vae = ConvVAE(image_size=32, channels=(4, 8), latent_dim=4, beta=0.5, likelihood="gaussian").eval()
-    x = torch.rand(3, 1, 32, 32)
-    out = vae(x)
-    terms = vae.loss(out, x)
-    mse = ((out.recon.double() - x) ** 2).mean()
-    nll = 0.5 * 1024 * (math.log(2 * math.pi) + 1 + torch.log(mse))  # per image, variance = the batch's MSE
-    kl = -0.5 * (1 + out.logvar - out.mu ** 2 - out.logvar.exp()).double().sum() / 3
-    assert torch.isclose(terms["loss"].double(), nll + 0.5 * kl, rtol=1e-4)
-    assert torch.isclose(terms["nll"].double(), nll / 1024, rtol=1e-4) and "bce" not in terms
+def tiny_vae_config(**overrides):
+    return tiny_config("vae", epochs=1, **overrides)
 
 
 def test_gaussian_likelihood_rewards_a_closer_reconstruction():

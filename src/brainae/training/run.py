@@ -48,16 +48,13 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
     return model.to(device).eval(), cfg
 
 
-@torch.no_grad()
-def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, seed: int = 0,
-                   batch_size: int = 128) -> MixturePrior:
+def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, seed: int = 0) -> MixturePrior:
     """A :class:`MixturePrior` of the codes (the posterior means) of ``images`` (uint8 (N, H, W)):
     pass the training split only, so samples never borrow from validation or test images."""
+    from brainae.visualization.latent import encode_images  # matplotlib loads only when a prior is fitted
+
     model.eval()
-    device = next(model.parameters()).device
-    codes = [model.encode(torch.from_numpy(images[i:i + batch_size, None]).to(device).float() / 255.0).float().cpu()
-             for i in range(0, len(images), batch_size)]
-    return MixturePrior.fit(torch.cat(codes), components, seed=seed)
+    return MixturePrior.fit(torch.from_numpy(encode_images(model, images)), components, seed=seed)
 
 
 def write_code_prior(run_dir: str | Path, prior: MixturePrior) -> Path:
