@@ -389,3 +389,28 @@ def test_study_preset_seed_runs_the_studys_sweeps_and_trains_with_their_best(tmp
         assert max(opts.space.epochs) == 40 and results[m]["applied"]
         assert (cfgs[m].train.lr, cfgs[m].train.batch_size, cfgs[m].model.latent_dim, cfgs[m].train.epochs) == \
             (1e-4, 64, 2048, 20)
+
+
+def test_opening_a_new_database_survives_a_worker_that_made_the_tables_first(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kw):  # the first try loses the race to create the tables, as a second worker can
+        calls.append(url)
+        if len(calls) == 1:
+            raise OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    assert open_storage(f"sqlite:///{tmp_path / 'sweep.db'}", heartbeat=1) is not None and len(calls) == 2
+
+    def broken(url, **kw):  # any other database error is not retried and stays one line
+        calls.append(url)
+        raise OperationalError("connect", {}, Exception("unable to open database file"))
+
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(BrainaeError, match="cannot open sweep storage .*unable to open database file"):
+        open_storage(f"sqlite:///{tmp_path / 'other.db'}")
+    assert len(calls) == 1

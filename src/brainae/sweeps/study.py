@@ -86,7 +86,7 @@ def open_storage(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``; unreachable or malformed URLs give one BrainaeError line."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     try:
         if is_journal(url):
@@ -103,10 +103,11 @@ def open_storage(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-            except IntegrityError:
+            except (IntegrityError, OperationalError) as e:
                 # workers started together on a new database race to create its tables; the loser
-                # finds them made a moment later
-                if attempt == 2:
+                # sees a duplicate row or "table ... already exists" and finds them made a moment later
+                lost_race = isinstance(e, IntegrityError) or "already exists" in str(e)
+                if attempt == 2 or not lost_race:
                     raise
                 time.sleep(0.5 * (attempt + 1))
     except Exception as e:
