@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
-state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 buf = io.BytesIO()
 torch.save({"state_dict": state}, buf)
 data, part = buf.getvalue(), 15_000_000

@@ -152,7 +152,7 @@ def test_dae_defaults_to_gaussian_noise_and_records_it(tmp_path):
     train(tiny_config("dae"), out)
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["name"] == "dae" and saved["train"]["noise"] == "gaussian:0.3"
-    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["config"]["train"]["noise"] == "gaussian:0.3"
     # the network is the backbone itself, so hooks and checkpoints see the same names
     assert "encoder.0.0.weight" in build_model(tiny_config("dae").model, 32).state_dict()

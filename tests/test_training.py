@@ -55,7 +55,7 @@ def test_run_folder_describes_itself(tmp_path):
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("train_loss", "val_loss", "val_psnr"))
     assert result["epochs"] == 2 and result["best_epoch"] in (1, 2)
     assert result["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
-    ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=False)
+    ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["config"]["model"]["name"] == "vae"
     assert not list(out.rglob("*.tmp"))
 
@@ -63,12 +63,12 @@ def test_run_folder_describes_itself(tmp_path):
 def test_resume_continues_history_and_weights(tmp_path):
     out = tmp_path / "run"
     train(tiny_config(epochs=1), out)
-    first = torch.load(out / "checkpoints/last.ckpt", weights_only=False)
+    first = torch.load(out / "checkpoints/last.ckpt", weights_only=True)
     assert first["epoch"] == 0
     train(tiny_config(epochs=3), out, resume=True)
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    last = torch.load(out / "checkpoints/last.ckpt", weights_only=False)
+    last = torch.load(out / "checkpoints/last.ckpt", weights_only=True)
     assert last["epoch"] == 2 and last["global_step"] > first["global_step"]
     model, cfg = load_run(out, which="last")
     key = "encoder.0.0.weight"
@@ -128,7 +128,7 @@ def test_ctrl_c_keeps_finished_epochs_and_resumes(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(epochs=3), out, callbacks=[InterruptAfterFirstEpoch()])
-    assert torch.load(out / "checkpoints/last.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(out / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 0
     assert not list(out.rglob("*.tmp"))
     train(tiny_config(epochs=3), out, resume=True)
     assert [int(r["epoch"]) for r in csv.DictReader(open(out / "history.csv"))] == [1, 2, 3]

@@ -155,7 +155,7 @@ def test_optimizer_schedule_and_ema_train(tmp_path):
                                    "train.augment": "all", "train.loss": "mixed", "train.weight_decay": 0.01})
     result = train(cfg, tmp_path / "run")
     assert result["epochs"] == 3 and np.isfinite(result["best_val_loss"])
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     # the EMA callback stores the averaged weights as the model and keeps the raw ones beside them
     assert "current_model_state" in ckpt
     key = next(k for k in ckpt["state_dict"] if k.endswith("weight"))

@@ -2,6 +2,7 @@
 the mixture fitted to its training codes that it samples from, ``prior.pt``)."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,14 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
         ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise BrainaeError(f"{run} has no checkpoint yet (checkpoints/best.ckpt); train it first")
-    try:
-        state = torch.load(ckpt, map_location=device, weights_only=False)["state_dict"]
-    except Exception as e:
-        raise BrainaeError(f"checkpoint {ckpt} cannot be read ({type(e).__name__}); retrain or use --which last") from None
+    state = read_checkpoint(ckpt, map_location=device)["state_dict"]
     model = build_model(cfg.model, cfg.data.image_size)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    try:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
+        raise BrainaeError(f"{ckpt} does not fit the network that {run / 'config.yaml'} describes ({detail[:160]}); "
+                           f"restore the run's config.yaml") from None
     if hasattr(model, "code_prior") and (run / PRIOR_FILE).is_file():
         try:
             model.code_prior = MixturePrior.from_state(torch.load(run / PRIOR_FILE, map_location="cpu", weights_only=True))
@@ -46,6 +49,25 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
             raise BrainaeError(f"{run / PRIOR_FILE} cannot be read ({type(e).__name__}); delete it to sample "
                                f"from N(0, I)") from None
     return model.to(device).eval(), cfg
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
+    """A Lightning checkpoint read with ``weights_only=True``: tensors, numbers, strings and containers only.
+
+    A checkpoint that needs anything else (a pickled class or function) is refused and never unpickled:
+    unpickling runs whatever code the file names, and run folders are shared between people.
+    """
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise BrainaeError(f"checkpoint {path} holds Python objects beyond weights, which loading would have to run "
+                           f"as code; refused. Retrain the run, or load it only if you trust its author") from None
+    except Exception as e:
+        raise BrainaeError(f"checkpoint {path} cannot be read ({type(e).__name__}); it may be truncated: retrain the "
+                           f"run, or delete the file to fall back to the other checkpoint") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise BrainaeError(f"checkpoint {path} is not a brainae/Lightning checkpoint (no state_dict); retrain the run")
+    return ckpt
 
 
 def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, seed: int = 0) -> MixturePrior:

@@ -36,7 +36,7 @@ from brainae.errors import BrainaeError
 from brainae.io import atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
 from brainae.training.module import AutoencoderModule
-from brainae.training.run import fit_code_prior, load_run, write_code_prior
+from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
 
@@ -118,6 +118,17 @@ def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
     return ds.subset((ds.splits == "test") | (ds.labels == ds.classes.index(name)))
 
 
+def check_resumable(module: AutoencoderModule, last: Path) -> None:
+    """Refuse, before anything is written, a ``last.ckpt`` that needs pickle or does not fit this network."""
+    state = read_checkpoint(last)["state_dict"]
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
+        raise BrainaeError(f"{last} does not fit the configured network ({detail[:160]}); resume without changing "
+                           f"the model settings, or train into a new --out") from None
+
+
 def train(
     cfg: Config,
     out_dir: str | Path,
@@ -155,6 +166,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = AutoencoderModule.from_config(cfg)
+    if resume:
+        check_resumable(module, last)  # before config.yaml or data.json change
     cfg.train.noise = module.cfg.train.noise  # a model's default noise (dae) belongs in config.yaml
     if not child:
         save_config(cfg, out / "config.yaml")
@@ -189,7 +202,8 @@ def train(
     )
     start = time.perf_counter()
     try:
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+        # weights_only: a shared run folder's checkpoint must never run code when it is resumed
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None, weights_only=True)
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1) after a clean shutdown; callers (CLI, sweeps)
         # need to know it was an interruption, and checkpoints of finished epochs are intact.
