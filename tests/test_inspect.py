@@ -133,7 +133,7 @@ def test_format_inspection_shows_key_numbers(file_ds):
     assert "val images with a duplicate in train:       0 exact, 1 near" in text
     exact_row = next(line for line in text.splitlines() if line.strip().startswith("exact"))
     assert exact_row.split()[1:] == ["3", "3", "1", "0", "1", "1", "1"]
-    assert "none/img8.png" in text and "--dedupe" in text
+    assert "none/img8.png" in text and "the default loading groups copies" in text
 
 
 def test_dedupe_exact_drops_planted_leaks_and_keeps_test(memory_ds):

@@ -33,7 +33,7 @@ def _stack(items):
 @pytest.mark.parametrize("axis, count, shape", [(0, 24, (10, 32)), (1, 24, (10, 32)), (2, 6, (32, 32))])
 def test_slices_along_each_axis(tmp_path, name, axis, count, shape):
     f = _save(_volume(), tmp_path / name)
-    items, skipped = nifti_items(str(f), axis=axis, label="scan")
+    items, skipped, _ = nifti_items(str(f), axis=axis, label="scan")
     assert skipped == [] and len(items) == count
     for it in items:
         s = it.load()
@@ -75,18 +75,22 @@ def test_upright_slices(tmp_path):
     vol = np.zeros((32, 32, 3), np.float32)
     vol[:, 30:, :] = 1.0  # a band at the anterior end (high y)
     vol[5:10, 5:20, :] = 1.0  # and something so the percentiles are not all one value
-    (item, *_), _ = nifti_items(str(_save(vol, tmp_path / "v.nii")), axis=2)
+    (item, *_), _, _ = nifti_items(str(_save(vol, tmp_path / "v.nii")), axis=2)
     s = item.load()
     assert s[:2].all() and not s[-2:].any()
 
 
-def test_4d_takes_first_volume(tmp_path):
+def test_4d_series_is_skipped_in_a_folder_and_refused_alone(tmp_path):
     vol0 = _volume()
     series = np.stack([vol0, np.full_like(vol0, 7.0), np.ones_like(vol0)], axis=-1)
-    f = _save(series, tmp_path / "bold.nii.gz")
-    items, _ = nifti_items(str(f))
-    assert len(items) == 6  # volume 1 and 2 are non-empty everywhere, volume 0 is not
-    np.testing.assert_allclose(_stack(items), _stack(nifti_items(str(_save(vol0, tmp_path / "v0.nii")))[0]))
+    f = _save(series, tmp_path / "scans" / "bold.nii.gz")
+    _save(vol0, tmp_path / "scans" / "anat.nii.gz")
+    _save(vol0[..., None], tmp_path / "scans" / "single_frame.nii.gz")  # (X, Y, Z, 1) is 3-D
+    items, skipped, _ = nifti_items(str(tmp_path / "scans"))
+    assert len(items) == 12 and skipped == [(str(f), "a 4-D series (3 volumes); brainae takes 3-D images: extract "
+                                                      "one volume first (e.g. fslroi)")]
+    with pytest.raises(BrainaeError, match="4-D series"):
+        nifti_items(str(f))
 
 
 def test_nan_and_inf_become_background(tmp_path):
@@ -94,7 +98,7 @@ def test_nan_and_inf_become_background(tmp_path):
     vol[10, 10, 3] = np.nan
     vol[11, 10, 3] = np.inf
     vol[12, 10, 3] = -np.inf
-    items, skipped = nifti_items(str(_save(vol, tmp_path / "nan.nii.gz")))
+    items, skipped, _ = nifti_items(str(_save(vol, tmp_path / "nan.nii.gz")))
     assert skipped == [] and len(items) == 6
     s = items[1].load()  # slice z = 3
     assert np.isfinite(s).all() and 0 <= s.min() and s.max() <= 1
@@ -119,7 +123,7 @@ def test_folder_labels_and_skips(tmp_path):
     (root / "truncated.nii.gz").write_bytes(good[: len(good) // 2])
     (root / "notes.txt").write_text("ignored")
 
-    items, skipped = nifti_items(str(root), axis=2, label="unsorted")
+    items, skipped, _ = nifti_items(str(root), axis=2, label="unsorted")
     by_file = {}
     for it in items:
         by_file.setdefault(it.source.split("#")[0], set()).add(it.label)
@@ -134,7 +138,7 @@ def test_folder_labels_and_skips(tmp_path):
     assert set(reasons) == {
         str(root / "healthy" / f) for f in ("allnan.nii", "zeros.nii", "corrupt.nii.gz")
     } | {str(root / "truncated.nii.gz"), str(root / "speck.nii")}
-    assert reasons[str(root / "speck.nii")] == "no slice along axis 2 has 1% non-zero voxels"
+    assert reasons[str(root / "speck.nii")] == "no slice along axis 2 has 1% foreground voxels"
     assert "NaN" in reasons[str(root / "healthy" / "allnan.nii")]
     assert "empty" in reasons[str(root / "healthy" / "zeros.nii")]
     assert all(r and "\n" not in r for r in reasons.values())
@@ -148,14 +152,14 @@ def test_each_file_read_once_per_pass(tmp_path, monkeypatch):
     reads = []
     real = nib.load
     monkeypatch.setattr(nib, "load", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
-    items, _ = nifti_items(str(root))
+    items, _, _ = nifti_items(str(root))
     assert len(reads) == 3  # listing reads each volume once
     for it in items:
         it.load()
     assert len(reads) <= 6  # loading all slices in order re-reads each file at most once
 
     reads.clear()
-    (single, *rest), _ = nifti_items(str(root / "v0.nii.gz"))
+    (single, *rest), _, _ = nifti_items(str(root / "v0.nii.gz"))
     for it in [single, *rest]:
         it.load()
     assert len(reads) == 1  # a single file stays cached from listing to the last slice
@@ -194,5 +198,9 @@ def test_nifti_spec_end_to_end_through_load_data(tmp_path, monkeypatch):
     assert ds.images.shape == (24, 16, 16) and ds.classes == ["glioma", "healthy"]
     assert [s for s, _ in ds.skipped] == [str(root / "healthy" / "broken.nii")]
     assert set(ds.splits) == {"train", "val", "test"} and ds.images.max() > 100
-    single = load_data(DataConfig(spec=str(root / "glioma" / "s1.nii.gz"), image_size=16), progress=False)
-    assert len(single) == 6 and single.classes == ["volume"]
+    assert ds.grouping["unit"] == "volume" and ds.grouping["groups"] == {"train": 2, "val": 1, "test": 1}
+    one = DataConfig(spec=str(root / "glioma" / "s1.nii.gz"), image_size=16)
+    with pytest.raises(BrainaeError, match="too small to give every split one volume: 1 volume"):
+        load_data(one, progress=False)  # one volume's slices cannot be split without leaking
+    single = load_data(one, progress=False, require_training=False)  # but it can be evaluated or reconstructed
+    assert len(single) == 6 and single.classes == ["volume"] and set(single.splits) == {"train"}

@@ -63,6 +63,30 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    _data_args(p)
+
+
+DATA_FLAGS = ("group_by", "keep_duplicates", "modality", "slices", "crop_foreground", "axis")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    """How the data is grouped into splits and how NIfTI volumes are sliced: shared by every command that loads data."""
+    g = p.add_argument_group("splits and volumes (splits never separate a subject, a volume or copies of one image)")
+    g.add_argument("--group-by", metavar="REGEX",
+                   help="image folders: a regular expression on file names whose match (or first group) is a patient "
+                        "id, e.g. '^(P\\d+)_'; files sharing an id stay in one split")
+    g.add_argument("--keep-duplicates", action="store_true", default=None,
+                   help="split copies of one image independently and keep training copies of a given test split's "
+                        "images (the old, leaking behaviour; for measuring the leak)")
+    g.add_argument("--modality", metavar="NAME[,NAME]",
+                   help="NIfTI subjects: the image to use (t1, t1ce, t2, flair, ...; default t1, else the first found); "
+                        "a comma list such as t1,flair stacks them as input channels. Masks (seg, mask, label, dseg) "
+                        "are never images: they label each slice tumor / no_tumor")
+    g.add_argument("--slices", metavar="RANGE",
+                   help="NIfTI: which non-empty slices of each volume: A:B (indices), 0.6 (the central 60%%) or 0.2:0.8")
+    g.add_argument("--crop-foreground", action="store_true", default=None,
+                   help="NIfTI: crop each scan to its head before resizing")
+    g.add_argument("--axis", type=int, choices=[0, 1, 2], help="NIfTI: slicing axis, 0 sagittal, 1 coronal, 2 axial (default)")
 
 
 def _levels(text: str) -> list[int]:
@@ -101,7 +125,11 @@ def _flat(args: argparse.Namespace) -> dict:
                 noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
                 loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
                 early_stopping=args.early_stopping, ema=args.ema, likelihood=args.likelihood,
-                prior_components=args.prior_components)
+                prior_components=args.prior_components, **_data_flags(args))
+
+
+def _data_flags(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k, None) for k in DATA_FLAGS}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -143,17 +171,41 @@ def cmd_study(args: argparse.Namespace) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
-    from brainae.config import DataConfig
+    from brainae.config import build_config
     from brainae.data.inspect import format_inspection, inspect_imageset
     from brainae.data.load import load_data
     from brainae.io import write_json
 
-    ds = load_data(DataConfig(spec=args.spec, image_size=args.image_size), progress=not args.no_progress)
+    cfg = build_config("ae", data=args.spec, image_size=args.image_size,
+                       overrides=[f"data.near_threshold={args.near_threshold}"], **_data_flags(args)).data
+    ds = load_data(cfg, progress=not args.no_progress, require_training=False, raw=args.raw)
     report = inspect_imageset(ds, near_threshold=args.near_threshold)
     print(format_inspection(report))
     if args.json:
         write_json(args.json, report)
         print(f"written: {args.json}")
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from brainae.data.synth_nifti import write_synthetic_nifti
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BrainaeError(f"{out} already exists and is not an empty folder; choose a new folder")
+    summary = write_synthetic_nifti(out, layout=args.layout, subjects=args.subjects, seed=args.seed)
+    tumours = sum(s["tumor"] for s in summary["subjects"])
+    print(f"wrote {len(summary['subjects'])} {args.layout} subjects ({tumours} with a tumour) to {out}: "
+          f"{'x'.join(map(str, summary['shape']))} voxels of {' x '.join(map(str, summary['spacing_mm']))} mm, "
+          f"stored {summary['orientation']}")
+    print(f"try: brainae train --data {out} --normal-only no_tumor --out runs/{args.layout}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from brainae.evaluation.reconstruct import run_reconstruct
+
+    result = run_reconstruct(args.run_dir, args.out, data=args.data, split=args.split, progress=not args.no_progress)
+    print(f"reconstructed {result['n_images']} images ({result['split']}): {len(result['files'])} "
+          f"{result['format'].upper()} files and reconstruct.json in {args.out}")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
@@ -259,23 +311,59 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a run's best checkpoint; writes RUN_DIR/eval/<split>.json and prints a table.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", metavar="SPEC", help="another dataset to evaluate on (the run's preprocessing is applied)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="which images to score (default test); all: every image, for someone else's dataset "
+                        "(a folder holding only Testing/ or test/ is all test)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("data", help="data tools (inspect)")
+    p = sub.add_parser("data", help="data tools (inspect, synth)")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
-    q = dsub.add_parser("inspect", help="counts, sizes, modes, duplicates and split leaks",
-                        description="Counts per split and class, image sizes and modes, exact and near-duplicate "
-                                    "images within and across splits (leaks).")
+    q = dsub.add_parser("inspect", help="counts, sizes, modes, grouping, duplicates and split leaks",
+                        description="What the default loading makes of SPEC: counts per split and class, image sizes "
+                                    "and modes, how it was split (by subject, volume, --group-by id or image, with "
+                                    "copies grouped), what was left out and why, and exact and near-duplicate images "
+                                    "within and across splits (0 across splits by construction; --raw shows the data "
+                                    "before grouping).")
     q.add_argument("spec", metavar="SPEC", help=DATA_HELP)
     q.add_argument("--image-size", type=int, default=128, help="size used for near-duplicate hashing (default 128)")
     q.add_argument("--near-threshold", type=int, default=2,
-                   help="max Hamming distance of 64-bit perceptual hashes for near duplicates (default 2; "
-                        "4 also groups neighbouring slices of one series)")
+                   help="max Hamming distance of 64-bit perceptual hashes for near duplicates, used for the split "
+                        "groups too (default 2, the training default data.near_threshold; 4 also groups "
+                        "neighbouring slices of one series)")
+    q.add_argument("--raw", action="store_true",
+                   help="the data as it is: split image by image, nothing grouped or left out (shows the leaks that "
+                        "the default loading removes)")
     q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     q.add_argument("--no-progress", action="store_true")
+    _data_args(q)
     q.set_defaults(func=cmd_inspect)
+
+    q = dsub.add_parser("synth", help="write a small synthetic NIfTI dataset (BraTS-like or BIDS) with tumour masks",
+                        description="Write phantom heads as NIfTI volumes in the BraTS-like layout "
+                                    "(<subject>/<subject>_{t1,t1ce,t2,flair,seg}.nii.gz) or BIDS (sub-XX/[ses-YY/]anat/"
+                                    "sub-XX_T1w.nii.gz with _dseg / _mask), with anisotropic voxels and a non-RAS "
+                                    "storage order as clinical scans have; about two thirds of the subjects carry a "
+                                    "tumour. For trying brainae on volumes without a download.")
+    q.add_argument("out", metavar="DIR", help="folder to create")
+    q.add_argument("--layout", default="brats", choices=["brats", "bids"], help="folder layout (default brats)")
+    q.add_argument("--subjects", type=int, default=12, help="number of subjects, 1 to 99 (default 12)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the phantoms (default 0)")
+    q.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("reconstruct", help="write reconstructions and residual maps (NIfTI volumes or PNGs)",
+                       description="Reconstruct a dataset with a run's best checkpoint and write, for NIfTI data, "
+                                   "one folder per scan with <modality>_{input,recon,residual}.nii.gz on the scan's "
+                                   "own grid and affine (open them over the original in ITK-SNAP or FSLeyes; "
+                                   "intensities in the normalised 0..1 units the network sees), for images "
+                                   "<class>/<name>_{input,recon,residual}.png; plus reconstruct.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
+    p.add_argument("--data", metavar="SPEC", help="data to reconstruct (default: the run's own), preprocessed as the run was")
+    p.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
+                   help="which images (default all)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("layers", help="what every conv layer outputs (forward hooks), AE and VAE side by side",
                        description="Hook every conv / transposed-conv block of each run's network and write, to "

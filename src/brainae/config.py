@@ -23,13 +23,19 @@ PRESET_DIR = Path(__file__).parent / "configs"
 class DataConfig:
     spec: str = "phantom"  # phantom[:N] | folder path | hf:OWNER/NAME[@REV] | file.nii[.gz] | nifti:PATH
     image_size: int = 128
-    keep_aspect: bool = False  # pad to square instead of stretching
-    normalize: str = "none"  # none | minmax | percentile | zscore
+    keep_aspect: Optional[bool] = None  # pad to square instead of stretching; None: pad NIfTI slices, stretch images (the study)
+    normalize: str = "none"  # none | minmax | percentile | zscore (per image; NIfTI volumes are also normalised per volume)
     val_fraction: float = 0.15  # carved from the training data
     test_fraction: float = 0.15  # only used when the source has no test split
     limit: int = 0  # keep at most this many training images (0 = all); val/test scale with it
-    dedupe: bool = False  # drop train/val images that duplicate another image
+    dedupe: bool = False  # drop duplicates within a split (copies across splits are grouped or left out anyway)
+    keep_duplicates: bool = False  # split copies image by image, and train on copies of given test images (the old way)
+    near_threshold: int = 2  # pHash bits within which two images are copies that no split may separate
+    group_by: str = ""  # regex on file names whose match (or first group) is a patient id, e.g. ^(P\d+)_
     nifti_axis: int = 2
+    modality: str = ""  # NIfTI subjects: the image to use, or a comma list stacked as channels (t1,flair); "" = t1, else the first found
+    slices: str = ""  # NIfTI: slices per volume: "" every non-empty one | A:B indices | 0.6 the central share | 0.2:0.8
+    crop_foreground: bool = False  # NIfTI: crop each scan to its head before resizing
     phantom_tumor_fraction: float = 0.5
     seed: int = 0  # split seed, separate from the training seed so splits stay fixed
 
@@ -235,6 +241,9 @@ def build_config(
         "residual_output": "model.residual_output", "loss": "train.loss", "augment": "train.augment",
         "optimizer": "train.optimizer", "schedule": "train.schedule", "early_stopping": "train.early_stopping",
         "ema": "train.ema", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
+        "group_by": "data.group_by", "keep_duplicates": "data.keep_duplicates", "modality": "data.modality",
+        "slices": "data.slices", "crop_foreground": "data.crop_foreground", "keep_aspect": "data.keep_aspect",
+        "axis": "data.nifti_axis",
     }
     for k, v in flat.items():
         if v is None:
@@ -264,6 +273,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.precision in ("32", "bf16-mixed", "16-mixed", "64"), "train.precision",
          "must be 32, bf16-mixed or 16-mixed"),
         (cfg.data.limit >= 0, "data.limit", "must be 0 (all) or positive"),
+        (0 <= cfg.data.near_threshold <= 32, "data.near_threshold", "must be 0..32 bits (2 is data inspect's rule)"),
+        (cfg.data.nifti_axis in (0, 1, 2), "data.nifti_axis", "must be 0 (sagittal), 1 (coronal) or 2 (axial)"),
         (cfg.model.vae_reduction in ("sum", "mean"), "model.vae_reduction", "must be sum or mean"),
         (cfg.model.likelihood in ("bernoulli", "gaussian"), "model.likelihood", "must be bernoulli or gaussian"),
         (cfg.model.prior_components >= 0, "model.prior_components", "must be 0 (off) or a number of components"),
@@ -279,6 +290,10 @@ def validate(cfg: Config) -> None:
     for ok, key, msg in checks:
         if not ok:
             raise BrainaeError(f"config key '{key}' {msg}")
+    if cfg.data.slices:
+        from brainae.data.nifti import parse_slices
+
+        parse_slices(cfg.data.slices)
     if cfg.train.noise:
         from brainae.data.noise import parse_noise
 

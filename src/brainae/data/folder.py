@@ -1,7 +1,8 @@
 """A local folder of class sub-folders of images, optionally already split.
 
-Layouts: ``ROOT/<class>/*.jpg`` (split later, seeded and stratified), ``ROOT/Training|Testing/<class>``
-(the Kaggle layout of the study's data) or ``ROOT/train|val|test/<class>``.
+Layouts: ``ROOT/<class>/*.jpg`` (split later, by group), ``ROOT/Training|Testing/<class>`` (the Kaggle
+layout of the study's data), ``ROOT/train|val|test/<class>``, or ``ROOT/Testing/<class>`` alone (a test set
+to evaluate on).
 """
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ def _class_dirs(root: Path) -> list[Path]:
 
 def _split_dirs(root: Path) -> dict[str, Path]:
     found = {SPLIT_NAMES[p.name.lower()]: p for p in _class_dirs(root) if p.name.lower() in SPLIT_NAMES}
-    if found and "train" not in found:
+    if found and "train" not in found and set(found) != {"test"}:
         names = ", ".join(p.name for p in found.values())
         raise BrainaeError(f"{root} has split folders ({names}) but no Training/train folder; add one or point at a folder of classes")
-    return found
+    return found  # a Testing/ folder alone: someone else's test set, all of it test
 
 
 def _open_lazily(path: Path):

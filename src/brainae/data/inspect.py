@@ -26,7 +26,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from brainae.data.types import ImageSet
+from brainae.data.types import ImageSet, first_channel
 from brainae.errors import BrainaeError
 
 SPLIT_ORDER = ("train", "val", "test")
@@ -36,11 +36,11 @@ N_EXAMPLES = 5
 
 # ---------------------------------------------------------------------------------------------- hashing
 
-def _exact_keys(ds: ImageSet) -> list[str]:
-    """One key per image; equal keys = exact duplicates."""
-    uses = Counter(ds.sources)
+def exact_keys(sources: list[str], images: np.ndarray) -> list[str]:
+    """One key per image; equal keys = exact duplicates (the same file bytes, else the same pixels)."""
+    uses = Counter(sources)
     keys = []
-    for i, src in enumerate(ds.sources):
+    for i, src in enumerate(sources):
         # A path shared by several items (e.g. frames of one TIFF) does not identify one image: use pixels.
         if uses[src] == 1 and os.path.isfile(src):
             try:
@@ -48,7 +48,7 @@ def _exact_keys(ds: ImageSet) -> list[str]:
                 continue
             except OSError:
                 pass  # unreadable now: fall back to the pixels
-        keys.append("pixels:" + hashlib.sha1(np.ascontiguousarray(ds.images[i]).tobytes()).hexdigest())
+        keys.append("pixels:" + hashlib.sha1(np.ascontiguousarray(images[i]).tobytes()).hexdigest())
     return keys
 
 
@@ -121,11 +121,12 @@ def _groups(labels: np.ndarray, index: np.ndarray | None = None) -> list[list[in
     return sorted(groups)
 
 
-def find_duplicates(ds: ImageSet, near_threshold: int = 4) -> dict:
+def find_duplicates(ds: ImageSet, near_threshold: int = 4, keys: list[str] | None = None) -> dict:
     """Groups of exact and near duplicates.
 
     Args:
         ds: the preprocessed images; ``ds.sources`` that are readable files are hashed by their bytes.
+        keys: the images' keys from :func:`exact_keys` when known (the preprocessing cache keeps them).
         near_threshold: largest Hamming distance (of 64 bits) between perceptual hashes that counts as a
             near duplicate. Distances are even (31 of the 63 non-DC bits are always set), so 4 = 5. On the
             study's MRI, 0 finds re-encoded copies, 2-4 mostly neighbouring slices of one series, and from
@@ -144,12 +145,13 @@ def find_duplicates(ds: ImageSet, near_threshold: int = 4) -> dict:
         raise BrainaeError(f"near_threshold must be >= 0 bits, got {near_threshold}")
     if len(ds) == 0:
         return {"exact": [], "near": []}
-    _, exact_labels = np.unique(np.array(_exact_keys(ds)), return_inverse=True)
+    keys = keys if keys is not None else exact_keys(ds.sources, ds.images)
+    _, exact_labels = np.unique(np.array(keys), return_inverse=True)
     exact = _groups(exact_labels)
     # One representative (the first index) per exact group: the search then runs over distinct images.
     _, first = np.unique(exact_labels, return_index=True)
     reps = np.sort(first)
-    i, j = _near_pairs(phash(ds.images[reps]), near_threshold)
+    i, j = _near_pairs(phash(first_channel(ds.images)[reps]), near_threshold)
     near = _groups(_components(len(reps), i, j), index=reps)
     return {"exact": exact, "near": near}
 
@@ -232,6 +234,11 @@ def inspect_imageset(ds: ImageSet, near_threshold: int = 4) -> dict:
     """
     splits = np.asarray(ds.splits).astype(str)
     dups = find_duplicates(ds, near_threshold)
+    similar = 0
+    if ds.group_unit in ("subject", "volume") and ds.groups is not None:
+        # Slices of different heads that only look alike (the top of any skull) are not copies: the split
+        # groups join two subjects only when most of their slices match. Report copies as grouped.
+        dups, similar = {k: _within(g, ds.groups) for k, g in dups.items()}, _across(dups["exact"] + dups["near"], ds.groups)
     counts = {
         s: {c: int(np.sum((splits == s) & (ds.labels == k))) for k, c in enumerate(ds.classes)}
         for s in _split_names(splits)
@@ -257,7 +264,26 @@ def inspect_imageset(ds: ImageSet, near_threshold: int = 4) -> dict:
         "near_threshold": near_threshold,
         "duplicates": {kind: _summarise(dups[kind], ds, splits) for kind in ("exact", "near")},
         "leaks": _leaks(dups, splits),
+        "similar_slices_across_groups": similar,
+        "grouping": ds.grouping,
+        "removed": {"count": len(ds.removed), "first": [list(r) for r in ds.removed[:5]]},
     }
+
+
+def _within(groups: list[list[int]], comp: np.ndarray) -> list[list[int]]:
+    """Each duplicate group cut into its parts that lie within one split group."""
+    parts = []
+    for g in groups:
+        for c in dict.fromkeys(comp[g].tolist()):
+            part = [i for i in g if comp[i] == c]
+            if len(part) >= 2:
+                parts.append(part)
+    return sorted(parts)
+
+
+def _across(groups: list[list[int]], comp: np.ndarray) -> int:
+    """How many duplicate groups reach over more than one split group (look-alike slices of different subjects)."""
+    return sum(len(set(comp[g].tolist())) > 1 for g in groups)
 
 
 def _short(source: str) -> str:
@@ -300,13 +326,28 @@ def format_inspection(report: dict) -> str:
         row = [d["groups"], d["redundant"], d["within_split"], *(d["across_splits"][p] for p in SPLIT_PAIRS), d["label_conflicts"]]
         lines.append(f"  {label:<16}" + "".join(str(v).rjust(12) for v in row))
 
+    grouping = report.get("grouping") or {}
+    if grouping:
+        from brainae.data.grouping import describe
+
+        lines += ["", "Split: " + describe(grouping)]
+        if grouping.get("kinds"):
+            lines.append("  groups join: " + ", ".join(grouping["kinds"]))
+        for reason, n in grouping["removed"]["reasons"].items():
+            lines.append(f"  left out {n}: {reason}")
+        for source, reason in report["removed"]["first"]:
+            lines.append(f"    e.g. {_short(source)} ({reason})")
+        if report.get("similar_slices_across_groups"):
+            lines.append(f"  {report['similar_slices_across_groups']} sets of look-alike slices span several "
+                         f"{grouping['unit']}s (the same anatomy, not copies: they stay apart)")
+
     leaks = report["leaks"]
     if leaks:
         t, v = leaks["test_in_train_or_val"], leaks["val_in_train"]
         lines += ["", f"Leaks: test images with a duplicate in train/val: {t['exact']} exact, {t['near']} near",
                   f"       val images with a duplicate in train:       {v['exact']} exact, {v['near']} near"]
         if t["exact"] + t["near"] + v["exact"] + v["near"]:
-            lines.append("       train with --dedupe to drop them (test images are never dropped)")
+            lines.append("       the default loading groups copies into one split; drop --raw / --keep-duplicates")
 
     for kind in ("exact", "near"):
         examples = report["duplicates"][kind]["examples"]
@@ -343,6 +384,11 @@ def dedupe(ds: ImageSet, near: bool = False, near_threshold: int = 4) -> tuple[I
     n = len(ds)
     splits = np.asarray(ds.splits).astype(str)
     dups = find_duplicates(ds, near_threshold)
+    similar = 0
+    if ds.group_unit in ("subject", "volume") and ds.groups is not None:
+        # Slices of different heads that only look alike (the top of any skull) are not copies: the split
+        # groups join two subjects only when most of their slices match. Report copies as grouped.
+        dups, similar = {k: _within(g, ds.groups) for k, g in dups.items()}, _across(dups["exact"] + dups["near"], ds.groups)
     groups = dups["exact"] + (dups["near"] if near else [])
     comp = _components(n, *_group_edges(groups))
     has_test, has_val = _has_member_in(comp, splits == "test"), _has_member_in(comp, splits == "val")

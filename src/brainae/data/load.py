@@ -4,7 +4,8 @@ SPEC forms:
     phantom[:N]              embedded synthetic slices (default N = 1200), with tumour masks
     PATH/                    a folder of class sub-folders (optionally Training/Testing or train/val/test)
     hf:OWNER/NAME[@REV]      a Hugging Face hub dataset, e.g. hf:benschill/brain-tumor-collection
-    PATH.nii[.gz], nifti:DIR NIfTI volumes, cut into 2-D slices along data.nifti_axis
+    PATH.nii[.gz], nifti:DIR NIfTI volumes (one file, a folder of volumes, BraTS-like or BIDS subject folders),
+                             cut into 2-D slices along data.nifti_axis; a folder holding only volumes needs no nifti:
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from brainae.data.types import ImageSet, RawItem
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_PHANTOM_COUNT = 1200
 SPEC_HELP = "phantom[:N], a folder of class sub-folders, hf:OWNER/NAME[@REVISION], or a .nii/.nii.gz file / nifti:FOLDER"
 
@@ -52,8 +53,22 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if ":" in spec and not Path(spec).exists():
         raise BrainaeError(f"unknown data form '{spec}'; use {SPEC_HELP}")
     if Path(spec).is_dir():
-        return "folder", spec
+        return ("nifti" if _holds_only_volumes(Path(spec)) else "folder"), spec
     raise BrainaeError(f"data '{spec}' is neither an existing folder nor a known form; use {SPEC_HELP}")
+
+
+def _holds_only_volumes(root: Path) -> bool:
+    """Whether a folder holds NIfTI files and no 2-D images: a plain folder of volumes or subjects."""
+    from brainae.data.folder import IMAGE_SUFFIXES
+
+    volumes = False
+    for _, _, files in os.walk(root):
+        for name in files:
+            lower = name.lower()
+            if Path(lower).suffix in IMAGE_SUFFIXES:
+                return False
+            volumes |= lower.endswith((".nii", ".nii.gz"))
+    return volumes
 
 
 def _phantom(arg: str, cfg: DataConfig) -> ImageSet:
@@ -75,38 +90,49 @@ def _phantom(arg: str, cfg: DataConfig) -> ImageSet:
     )
 
 
-def list_items(kind: str, arg: str, cfg: DataConfig) -> tuple[list[RawItem], list[tuple[str, str]], str]:
-    """(items, skipped, description) for a file-backed source."""
+def keep_aspect(cfg: DataConfig, kind: str) -> bool:
+    """``data.keep_aspect``, where unset: pad NIfTI slices (anatomy keeps its shape), stretch images (the study)."""
+    return cfg.keep_aspect if cfg.keep_aspect is not None else kind == "nifti"
+
+
+def list_items(kind: str, arg: str, cfg: DataConfig) -> tuple[list[RawItem], list[tuple[str, str]], str, str]:
+    """(items, skipped, description, group unit) for a file-backed source."""
     if kind == "folder":
         from brainae.data.folder import folder_items
 
-        return folder_items(arg), [], f"folder {arg}"
+        return folder_items(arg), [], f"folder {arg}", ""
     if kind == "hf":
         from brainae.data.hub import hub_items
 
         name, _, revision = arg.partition("@")
         if not name:
             raise BrainaeError(f"hf:{arg}: name the dataset, e.g. hf:benschill/brain-tumor-collection")
-        return hub_items(name, revision or None), [], f"Hugging Face dataset {arg}"
+        return hub_items(name, revision or None), [], f"Hugging Face dataset {arg}", ""
     from brainae.data.nifti import nifti_items
 
-    items, skipped = nifti_items(arg, axis=cfg.nifti_axis)
-    return items, skipped, f"NIfTI {arg} (axis {cfg.nifti_axis})"
+    index_dir = cache_dir()
+    items, skipped, unit = nifti_items(arg, axis=cfg.nifti_axis, modality=cfg.modality, slices=cfg.slices,
+                                       crop=cfg.crop_foreground, index_dir=index_dir)
+    n_groups = len({it.group for it in items})
+    mods = f", modality {cfg.modality}" if cfg.modality else ""
+    return items, skipped, f"NIfTI {arg} ({n_groups} {unit}s, axis {cfg.nifti_axis}{mods})", unit
 
 
-def _cache_key(spec: str, items: list[RawItem], cfg: DataConfig) -> str:
+def _cache_key(spec: str, items: list[RawItem], cfg: DataConfig, aspect: bool) -> str:
     h = hashlib.sha256()
-    settings = {"v": CACHE_VERSION, "size": cfg.image_size, "aspect": cfg.keep_aspect, "norm": cfg.normalize}
+    settings = {"v": CACHE_VERSION, "size": cfg.image_size, "aspect": aspect, "norm": cfg.normalize}
     h.update(json.dumps(settings, sort_keys=True).encode())
     for it in items:
-        h.update(f"{it.source}\0{it.fingerprint}\0{it.label}\0{it.split}\n".encode())
+        h.update(f"{it.source}\0{it.fingerprint}\0{it.label}\0{it.split}\0{it.group}\n".encode())
     return h.hexdigest()[:24]
 
 
-def _decode_all(items: list[RawItem], cfg: DataConfig, progress: bool):
+def _decode_all(items: list[RawItem], cfg: DataConfig, aspect: bool, progress: bool):
     def work(it: RawItem):
         try:
-            return pp.preprocess(it.load(), cfg.image_size, cfg.keep_aspect, cfg.normalize), None
+            image, size, mode = pp.preprocess(it.load(), cfg.image_size, aspect, cfg.normalize)
+            mask = pp.preprocess_mask(it.load_mask(), cfg.image_size, aspect) if it.load_mask else None
+            return (image, size, mode, mask), None
         except Exception as e:  # any decoder failure means this one file is unreadable
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             return None, f"{type(e).__name__}: {reason}"[:200]
@@ -118,72 +144,101 @@ def _decode_all(items: list[RawItem], cfg: DataConfig, progress: bool):
     return results
 
 
-def _build(spec: str, kind: str, arg: str, cfg: DataConfig, progress: bool) -> ImageSet:
-    items, skipped, description = list_items(kind, arg, cfg)
-    key = _cache_key(spec, items, cfg)
+def _build(spec: str, kind: str, arg: str, cfg: DataConfig, progress: bool) -> tuple[ImageSet, list[str]]:
+    """The preprocessed source (from the cache when it is there) and each image's exact-copy key."""
+    from brainae.data.inspect import exact_keys
+
+    items, skipped, description, unit = list_items(kind, arg, cfg)
+    aspect = keep_aspect(cfg, kind)
+    key = _cache_key(spec, items, cfg, aspect)
     path = cache_dir() / f"{key}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 index = json.loads(str(z["index"]))
                 images = z["images"]
-            return _from_index(images, index)
+                masks = z["masks"] if "masks" in z.files else None
+            return _from_index(images, masks, index), index["exact_keys"]
         except Exception:
             pass  # a cache from an older version or a damaged file: rebuild it
-    results = _decode_all(items, cfg, progress)
+    results = _decode_all(items, cfg, aspect, progress)
     kept = [(it, r) for it, (r, err) in zip(items, results) if r is not None]
     skipped = skipped + [(it.source, err) for it, (r, err) in zip(items, results) if r is None]
     if not kept:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise BrainaeError(f"no readable images in {arg}{first}; check the files")
     classes = sorted({it.label for it, _ in kept})
+    images = np.stack([r[0] for _, r in kept])
+    masks = np.stack([r[3] for _, r in kept]) if kept[0][0].load_mask else None
+    sources = [it.source for it, _ in kept]
     index = {
         "description": description,
         "classes": classes,
         "labels": [classes.index(it.label) for it, _ in kept],
         "given_splits": [it.split for it, _ in kept],
-        "sources": [it.source for it, _ in kept],
+        "sources": sources,
         "original_sizes": [list(r[1]) for _, r in kept],
         "modes": [r[2] for _, r in kept],
         "skipped": skipped,
+        "group_names": [it.group for it, _ in kept],
+        "group_unit": unit,
+        # hashing the files here, once, spares reading every file again at each load for grouping
+        "exact_keys": exact_keys(sources, images),
     }
-    images = np.stack([r[0] for _, r in kept])
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, images=images, index=np.array(json.dumps(index)))
+                arrays = {"masks": masks} if masks is not None else {}
+                np.savez(f, images=images, index=np.array(json.dumps(index)), **arrays)
     except OSError:
         pass  # a read-only cache folder costs speed, not correctness
-    return _from_index(images, index)
+    return _from_index(images, masks, index), index["exact_keys"]
 
 
-def _from_index(images: np.ndarray, index: dict) -> ImageSet:
+def _from_index(images: np.ndarray, masks: np.ndarray | None, index: dict) -> ImageSet:
     return ImageSet(
         images=images, labels=np.array(index["labels"], dtype=np.int64), classes=index["classes"],
-        splits=np.array([s or "" for s in index["given_splits"]]), sources=index["sources"],
+        splits=np.array([s or "" for s in index["given_splits"]]), sources=index["sources"], masks=masks,
         skipped=[tuple(s) for s in index["skipped"]], description=index["description"],
         original_sizes=[tuple(s) for s in index["original_sizes"]], modes=index["modes"],
+        group_names=index["group_names"], group_unit=index["group_unit"],
     )
 
 
-def load_data(cfg: DataConfig, progress: bool = True) -> ImageSet:
-    """Load, preprocess (cached), split and optionally limit/dedupe the data that ``cfg.spec`` names.
+def load_data(cfg: DataConfig, progress: bool = True, require_training: bool = True, raw: bool = False) -> ImageSet:
+    """Load, preprocess (cached), split by group and optionally limit/dedupe the data that ``cfg.spec`` names.
+
+    require_training: refuse data without train and validation images (False for evaluating on it).
+    raw: split image by image with no grouping and nothing left out (``data inspect --raw``: the data as it is).
 
     Example:
         >>> ds = load_data(DataConfig(spec="phantom:200", image_size=64), progress=False)
         >>> sorted(set(ds.splits)), ds.images.shape[1:]
         (['test', 'train', 'val'], (64, 64))
     """
+    from brainae.data.grouping import split_by_groups
+
     kind, arg = parse_spec(cfg.spec)
-    ds = _phantom(arg, cfg) if kind == "phantom" else _build(cfg.spec, kind, arg, cfg, progress)
-    given = [s or None for s in ds.splits]
-    ds.splits = assign_splits(ds.labels, given, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    if kind == "phantom":
+        ds, keys = _phantom(arg, cfg), None
+    else:
+        ds, keys = _build(cfg.spec, kind, arg, cfg, progress)
+    if raw:
+        given = [s or None for s in ds.splits]
+        ds.splits = assign_splits(ds.labels, given, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        ds.groups = np.arange(len(ds))
+        ds.group_names, ds.group_unit = [""] * len(ds), ""
+        ds.grouping = {"split": "image by image (raw: no grouping, nothing left out)", "unit": "image", "kinds": [],
+                       "groups": {s: int((ds.splits == s).sum()) for s in ("train", "val", "test")},
+                       "removed": {"count": 0, "reasons": {}}}
+    else:
+        ds = split_by_groups(ds, cfg, keys, require_training)
     if cfg.limit:
         ds = ds.subset(limit_per_split(ds.splits, ds.labels, cfg.limit, cfg.seed))
     if cfg.dedupe:
         from brainae.data.inspect import dedupe
 
         ds, _ = dedupe(ds)
-    if not (ds.splits == "train").any() or not (ds.splits == "val").any():
+    if require_training and (not (ds.splits == "train").any() or not (ds.splits == "val").any()):
         raise BrainaeError(f"data '{cfg.spec}' has too few images for train and validation splits; add images")
     return ds

@@ -47,18 +47,41 @@ def to_gray_float(img: Decoded, draft_size: int | None = None) -> tuple[np.ndarr
     return arr, size, mode
 
 
+def fit_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """(height, width, top, left) of an (h, w) image scaled to fit a size x size square, centred."""
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    return nh, nw, (size - nh) // 2, (size - nw) // 2
+
+
 def resize_square(arr: np.ndarray, size: int, keep_aspect: bool = False) -> np.ndarray:
     """Resize a float (H, W) array to (size, size): stretch (the study), or fit and pad with black."""
     img = Image.fromarray(arr.astype(np.float32), mode="F")
     if not keep_aspect:
         return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
-    h, w = arr.shape
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(img.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    nh, nw, top, left = fit_box(*arr.shape, size)
     out = np.zeros((size, size), np.float32)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out[top:top + nh, left:left + nw] = small
+    out[top:top + nh, left:left + nw] = np.asarray(img.resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    return out
+
+
+def unresize_square(img: np.ndarray, shape: tuple[int, int], keep_aspect: bool = False) -> np.ndarray:
+    """Undo :func:`resize_square`: a (size, size) float image back to ``shape`` (H, W), padding cut away."""
+    if keep_aspect:
+        nh, nw, top, left = fit_box(*shape, img.shape[0])
+        img = img[top:top + nh, left:left + nw]
+    return np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR),
+                      np.float32)
+
+
+def preprocess_mask(mask: np.ndarray, size: int, keep_aspect: bool = False) -> np.ndarray:
+    """A bool (H, W) mask in the geometry :func:`preprocess` gives its image (nearest neighbour)."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    if not keep_aspect:
+        return np.asarray(img.resize((size, size), Image.NEAREST)) > 127
+    nh, nw, top, left = fit_box(*mask.shape, size)
+    out = np.zeros((size, size), bool)
+    out[top:top + nh, left:left + nw] = np.asarray(img.resize((nw, nh), Image.NEAREST)) > 127
     return out
 
 
@@ -96,13 +119,16 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 def preprocess(img: Decoded, size: int = 128, keep_aspect: bool = False, normalize: str = "none"):
     """Decode, grayscale, resize and normalise one image.
 
-    Returns (uint8 (size, size) array, original (w, h), original mode).
+    Returns (uint8 (size, size) array, or (C, size, size) for a (C, H, W) array, original (w, h), original mode).
 
     Example:
         >>> out, orig, mode = preprocess(Image.new("RGB", (300, 200), "white"), size=64)
         >>> out.shape, out.dtype, orig, mode
         ((64, 64), dtype('uint8'), (300, 200), 'RGB')
     """
+    if isinstance(img, np.ndarray) and img.ndim == 3:  # stacked modalities (C, H, W): each channel alike
+        channels = [preprocess(c, size, keep_aspect, normalize) for c in img]
+        return np.stack([c[0] for c in channels]), channels[0][1], channels[0][2]
     arr, orig, mode = to_gray_float(img, draft_size=2 * size)
     arr = resize_square(arr, size, keep_aspect)
     return to_uint8(normalize_intensity(np.clip(arr, 0, 1), normalize)), orig, mode

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from PIL import Image
 
-Decoded = Union[Image.Image, np.ndarray]  # PIL image, or a float/int 2-D array (NIfTI slice)
+Decoded = Union[Image.Image, np.ndarray]  # PIL image, or a float 2-D (H, W) or 3-D (C, H, W) array (NIfTI slice)
 
 
 @dataclass
@@ -25,6 +25,8 @@ class RawItem:
     split: "train", "val" or "test" when the source defines splits, else None.
     load: decodes the image; may raise any exception for a bad file (the caller skips and counts it).
     fingerprint: what identifies the content for cache keys without decoding it (e.g. "size:mtime").
+    group: a named group that no split may separate (the subject of a volume's slices), or "".
+    load_mask: the tumour mask (bool 2-D, the geometry of ``load()``), for sources that have masks.
     """
 
     source: str
@@ -32,13 +34,15 @@ class RawItem:
     split: Optional[str]
     load: Callable[[], Decoded]
     fingerprint: str = ""
+    group: str = ""
+    load_mask: Optional[Callable[[], np.ndarray]] = None
 
 
 @dataclass
 class ImageSet:
-    """Preprocessed images with labels, splits and (phantom only) tumour masks.
+    """Preprocessed images with labels, splits, groups and (where the source has them) tumour masks.
 
-    images: uint8 (N, H, W), 0..255 maps to [0, 1].
+    images: uint8 (N, H, W), or (N, C, H, W) for several stacked modalities; 0..255 maps to [0, 1].
     labels: int64 (N,), indices into ``classes``.
     splits: str array (N,) of "train" / "val" / "test".
     sources: list of N source ids.
@@ -46,6 +50,12 @@ class ImageSet:
     skipped: [(source, reason)] for items that could not be read.
     original_sizes: [(width, height)] of each source image before preprocessing.
     modes: PIL mode of each source image before conversion ("RGB", "L", "I;16", "nifti", ...).
+    group_names: per image, the named group it belongs to (subject, volume, ``--group-by`` id) or "".
+    group_unit: what a named group is ("subject", "volume", "id"), "" when the source names none.
+    groups: per image, the id of its split group (named groups joined with duplicates): the unit that
+        splits never separate and that bootstrap intervals resample; None before splitting.
+    removed: [(source, reason)] for images left out so that no split holds a copy of another's.
+    grouping: the summary of how the data was grouped and split (see ``data.grouping.summarize``).
     """
 
     images: np.ndarray
@@ -58,6 +68,15 @@ class ImageSet:
     description: str = ""
     original_sizes: list[tuple[int, int]] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
+    group_names: list[str] = field(default_factory=list)
+    group_unit: str = ""
+    groups: Optional[np.ndarray] = None
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    grouping: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else int(self.images.shape[1])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -76,8 +95,23 @@ class ImageSet:
             description=self.description,
             original_sizes=[self.original_sizes[i] for i in idx] if self.original_sizes else [],
             modes=[self.modes[i] for i in idx] if self.modes else [],
+            group_names=[self.group_names[i] for i in idx] if self.group_names else [],
+            group_unit=self.group_unit,
+            groups=None if self.groups is None else self.groups[idx],
+            removed=list(self.removed),
+            grouping=dict(self.grouping),
         )
 
     def split(self, name: str) -> "ImageSet":
-        """The rows of one split ("train", "val", "test")."""
-        return self.subset(self.splits == name)
+        """The rows of one split ("train", "val", "test"), or every row for "all"."""
+        return self.subset(np.ones(len(self), bool) if name == "all" else self.splits == name)
+
+
+def with_channels(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) view of images stored as (N, H, W) (one modality) or (N, C, H, W)."""
+    return images[:, None] if images.ndim == 3 else images
+
+
+def first_channel(images: np.ndarray) -> np.ndarray:
+    """(N, H, W): the images themselves, or the first modality of stacked ones (for figures and hashes)."""
+    return images if images.ndim == 3 else images[:, 0]

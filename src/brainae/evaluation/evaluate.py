@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from brainae.config import Config
+from brainae.data.grouping import describe
 from brainae.data.load import load_data
-from brainae.data.types import ImageSet
+from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.io import write_json
@@ -21,34 +22,45 @@ METRICS = ("mse", "psnr", "ssim")
 
 @torch.no_grad()
 def reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Reconstructions (float32 (N, H, W) in [0, 1]) of uint8 images (N, H, W)."""
+    """Reconstructions (float32 in [0, 1], shaped like the input) of uint8 images (N, H, W) or (N, C, H, W)."""
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i:i + batch_size, None]).to(device).float() / 255.0
-        out.append(model(x).recon.float().cpu().numpy()[:, 0])
-    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], np.float32)
+        x = torch.from_numpy(with_channels(images[i:i + batch_size])).to(device).float() / 255.0
+        out.append(model(x).recon.float().cpu().numpy())
+    recon = np.concatenate(out) if out else np.zeros((0,) + with_channels(images).shape[1:], np.float32)
+    return recon[:, 0] if images.ndim == 3 else recon
 
 
 @torch.no_grad()
 def image_metrics(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Per-image MSE/PSNR/SSIM of the model's reconstructions of ``images`` (uint8 (N, H, W))."""
+    """Per-image MSE/PSNR/SSIM of the model's reconstructions of ``images`` (uint8 (N, H, W) or (N, C, H, W))."""
     parts: dict[str, list] = {m: [] for m in METRICS}
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i:i + batch_size, None]).float() / 255.0
-        recon = torch.from_numpy(reconstruct(model, images[i:i + batch_size], batch_size))[:, None]
+        part = images[i:i + batch_size]
+        x = torch.from_numpy(with_channels(part)).float() / 255.0
+        recon = torch.from_numpy(with_channels(reconstruct(model, part, batch_size)))
         for k, v in per_image_metrics(recon, x).items():
             parts[k].append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def ci_unit(ds: ImageSet) -> str:
+    """What the bootstrap intervals resample: the data's named groups, else images (copies as one)."""
+    return ds.group_unit or "image"
+
+
 def metrics_table(values: dict[str, np.ndarray], ds: ImageSet, seed: int = 0) -> dict:
-    """Summaries of per-image values: overall and per class."""
-    result = {"n": int(len(ds)), **{m: summarize(values[m], seed) for m in METRICS}, "per_class": {}}
+    """Summaries of per-image values, overall and per class; intervals resample ``ds.groups`` (see ``ci_unit``)."""
+    groups = ds.groups
+    n_groups = int(len(np.unique(groups))) if groups is not None else int(len(ds))
+    result = {"n": int(len(ds)), "ci_unit": ci_unit(ds), "n_groups": n_groups,
+              **{m: summarize(values[m], seed, groups) for m in METRICS}, "per_class": {}}
     for i, c in enumerate(ds.classes):
         sel = ds.labels == i
         if sel.any():
-            result["per_class"][c] = {"n": int(sel.sum()), **{m: summarize(values[m][sel], seed) for m in METRICS}}
+            g = None if groups is None else groups[sel]
+            result["per_class"][c] = {"n": int(sel.sum()), **{m: summarize(values[m][sel], seed, g) for m in METRICS}}
     return result
 
 
@@ -65,16 +77,20 @@ def model_facts(model: torch.nn.Module) -> dict:
     }
 
 
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
 def resolve_eval_data(cfg: Config, spec: Optional[str], split: str, progress: bool = True) -> ImageSet:
-    """The images of ``split``, preprocessed exactly as the run was trained (size, aspect, normalisation)."""
-    if split not in ("train", "val", "test"):
-        raise BrainaeError(f"--split must be train, val or test, not '{split}'")
+    """The images of ``split`` ("all": every image), preprocessed exactly as the run was trained."""
+    if split not in SPLIT_CHOICES:
+        raise BrainaeError(f"--split must be train, val, test or all, not '{split}'")
     data_cfg = dataclasses.replace(cfg.data, spec=spec or cfg.data.spec, dedupe=cfg.data.dedupe)
     if spec and spec != cfg.data.spec:
         data_cfg.limit = 0  # a different dataset: evaluate on all of its split
-    ds = load_data(data_cfg, progress=progress).split(split)
+    ds = load_data(data_cfg, progress=progress, require_training=False).split(split)
     if len(ds) == 0:
-        raise BrainaeError(f"data '{data_cfg.spec}' has no images in the {split} split")
+        hint = "; score all of another dataset with --split all" if spec and spec != cfg.data.spec else ""
+        raise BrainaeError(f"data '{data_cfg.spec}' has no images in the {split} split{hint}")
     return ds
 
 
@@ -98,6 +114,7 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
         "model": cfg.model.name,
         "data": data or cfg.data.spec,
         "split": split,
+        "split_by": describe(ds.grouping),
         **model_facts(model),
         **metrics_table(values, ds),
     }
@@ -128,6 +145,10 @@ def format_table(results: dict[str, dict]) -> str:
         bypass = "yes" if r.get("bypasses_bottleneck") else "no"
         rows.append(f"{name:<10}{r.get('latent_dim', 0):>7}{r.get('parameters', 0):>12,}  {bypass:<7}{r['split']:<7}"
                     f"{r['n']:>6}  {cells[0]:<28}{cells[1]:<24}{cells[2]:<24}")
+    units = {(r.get("ci_unit", "image"), r.get("n_groups")) for r in results.values()}
+    if any(u != "image" for u, _ in units):
+        rows.append("[95% intervals] resample whole " + ", ".join(f"{u}s ({n} in the split)" for u, n in sorted(units))
+                    + ", not single slices")
     if any(r.get("bypasses_bottleneck") for r in results.values()):
         rows.append("bypass = yes: skips or a residual output let the input around the bottleneck; such a model can "
                     "copy its input, so compare its scores only with other bypassing models")

@@ -51,8 +51,13 @@ def ssim_per_image(x: np.ndarray, y: np.ndarray, sigma: float = 1.5, k1: float =
     return s.reshape(len(s), -1).mean(1)
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (resampling images with replacement).
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                 groups: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean.
+
+    groups: per value, the group it belongs to (a subject, a volume, a set of copies). Whole groups are
+        resampled with replacement and the mean taken over their values, so neighbouring slices of one
+        subject do not count as independent evidence. None: every value is its own group.
 
     Example:
         >>> lo, hi = bootstrap_ci(np.arange(100.0))
@@ -60,20 +65,26 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, se
         True
     """
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    ids = np.arange(len(values)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    values, ids = values[finite], ids[finite]
     if len(values) == 0:
         return (float("nan"), float("nan"))
-    if len(values) == 1:
-        return (float(values[0]), float(values[0]))
+    _, ids = np.unique(ids, return_inverse=True)
+    sums, counts = np.bincount(ids, weights=values), np.bincount(ids).astype(float)
+    if len(sums) == 1:
+        mean = float(values.mean())
+        return (mean, mean)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    means = values[idx].mean(axis=1)
+    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    means = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     alpha = (1 - level) / 2
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
-def summarize(values: np.ndarray, seed: int = 0) -> dict:
-    """``{"mean": m, "ci95": [lo, hi]}`` of finite values (infinite PSNR of a perfect copy is capped at 100 dB)."""
+def summarize(values: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> dict:
+    """``{"mean": m, "ci95": [lo, hi]}`` of finite values (infinite PSNR of a perfect copy is capped at 100 dB);
+    ``groups`` as in :func:`bootstrap_ci`."""
     values = np.minimum(np.asarray(values, dtype=float), 100.0)
-    lo, hi = bootstrap_ci(values, seed=seed)
+    lo, hi = bootstrap_ci(values, seed=seed, groups=groups)
     return {"mean": float(np.mean(values)) if len(values) else float("nan"), "ci95": [lo, hi]}

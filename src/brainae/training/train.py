@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from brainae import __version__
 from brainae.config import Config, save_config
 from brainae.data.load import load_data
-from brainae.data.types import ImageSet
+from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.io import atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
@@ -84,15 +84,17 @@ def data_summary(ds: ImageSet) -> dict:
         "n": len(ds),
         "counts": counts,
         "image_shape": list(ds.images.shape[1:]),
+        "channels": ds.channels,
         "has_masks": ds.masks is not None,
         "skipped": len(ds.skipped),
+        "grouping": ds.grouping,
     }
 
 
 def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
     def tensors(split: str) -> TensorDataset:
         part = ds.split(split)
-        return TensorDataset(torch.from_numpy(part.images[:, None].copy()), torch.from_numpy(part.labels))
+        return TensorDataset(torch.from_numpy(with_channels(part.images).copy()), torch.from_numpy(part.labels))
 
     train, val = tensors("train"), tensors("val")
     # BatchNorm cannot normalise a batch of one image: drop a last batch of size 1.
@@ -103,6 +105,15 @@ def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int) -> tuple
         DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=g, **kw),
         DataLoader(val, batch_size=max(batch_size, 64), shuffle=False, **kw),
     )
+
+
+def match_channels(cfg: Config, ds: ImageSet) -> None:
+    """The network takes as many channels as the data has modalities (``--modality t1,flair``: 2)."""
+    if cfg.model.in_channels == 1 and ds.channels > 1:
+        cfg.model.in_channels = ds.channels
+    elif cfg.model.in_channels != ds.channels:
+        raise BrainaeError(f"config key 'model.in_channels' is {cfg.model.in_channels} but the data has {ds.channels} "
+                           f"channel(s); drop the setting (it follows the data) or change data.modality")
 
 
 def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
@@ -161,6 +172,7 @@ def train(
     # data errors surface before anything on disk changes
     ds = data if data is not None else load_data(cfg.data, progress=cfg.train.progress)
     ds = keep_normal_only(ds, cfg.train.normal_only)
+    match_channels(cfg, ds)
     if occupied:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,6 +187,9 @@ def train(
     if ds.skipped and not child:
         atomic_write_text(out / "skipped.txt", "".join(f"{s}\t{r}\n" for s, r in ds.skipped))
         print(f"skipped {len(ds.skipped)} unreadable file(s); list in {out / 'skipped.txt'}")
+    if ds.removed and not child:
+        atomic_write_text(out / "removed.txt", "".join(f"{s}\t{r}\n" for s, r in ds.removed))
+        print(f"left out {len(ds.removed)} train/val image(s) that copy a held-out image or share its {ds.group_unit or 'group'}; list in {out / 'removed.txt'}")
 
     train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
     best = ModelCheckpoint(
