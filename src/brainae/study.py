@@ -13,6 +13,7 @@ import numpy as np
 from brainae import __version__
 from brainae.config import Config, build_config, to_dict
 from brainae.data.load import load_data
+from brainae.data.types import require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
@@ -93,6 +94,7 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         c.train.progress = progress
     data_cfg = next(iter(cfgs.values())).data
     full = load_data(data_cfg, progress=progress)  # loaded once: both models see the same split
+    require_one_channel(full, "the study's report")
     test = full.split("test")
     ctx = StudyContext(
         title=f"brainae study: {' vs '.join(m.upper() for m in models)} on {data_cfg.spec}", preset=preset,

@@ -8,7 +8,8 @@ subjects that share a copied volume become one group.
 * Carved splits (val and test cut from the training data) are drawn group by group, stratified by the
   rarest class each group holds, so no group is in two splits by construction.
 * A split the source defines itself (``Testing/``) is kept; members of a group that reach into a more
-  held-out split (a training copy of a test image) are left out and listed, unless ``keep_duplicates``.
+  held-out split (a training copy of a test image, a subject's training scan when another of its scans is
+  a test scan) are left out and listed. ``keep_duplicates`` stops copies from joining groups at all.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def group_by_regex(sources: list[str], pattern: str) -> tuple[list[str], dict]:
     names = []
     for src in sources:
         m = rx.search(Path(src.split("#")[0]).name)
-        names.append((m.group(1) if rx.groups else m.group(0)) or "" if m else "")
+        found = (m.group(1) if rx.groups else m.group(0)) if m else None
+        names.append(found or "")
     matched = sum(1 for n in names if n)
     if sources and not matched:
         raise BrainaeError(f"--group-by '{pattern}' matches no file name (first: {Path(sources[0]).name}); "
@@ -54,8 +56,8 @@ VOLUME_UNITS = ("subject", "volume")
 COPIED_SHARE = 0.5  # two subjects are copies of each other when half the slices of one match slices of the other
 
 
-def link_groups(ds: ImageSet, near_threshold: int, duplicates: bool, keys: list[str] | None = None) -> tuple[np.ndarray, dict]:
-    """Component id per image (named groups joined with duplicate groups) and the duplicate groups found.
+def link_groups(ds: ImageSet, near_threshold: int, duplicates: bool, keys: list[str] | None = None) -> np.ndarray:
+    """Component id per image: named groups joined by copies (none when ``duplicates`` is False).
 
     Images (and ``--group-by`` ids) are joined by any single copy. Subjects and volumes are joined only when
     at least half the slices of one have a copy in the other: the top slices of any two heads look alike
@@ -68,13 +70,11 @@ def link_groups(ds: ImageSet, near_threshold: int, duplicates: bool, keys: list[
     dups = find_duplicates(ds, near_threshold, keys=keys) if duplicates else {"exact": [], "near": []}
     copies = dups["exact"] + dups["near"]
     if ds.group_unit in VOLUME_UNITS:
-        copies = _copied_volumes(copies, ds.group_names, {n: len(m) for n, m in named.items()}, named)
-    comp = _components(len(ds), *_group_edges(list(named.values()) + copies))
-    return comp, dups
+        copies = _copied_volumes(copies, ds.group_names, named)
+    return _components(len(ds), *_group_edges(list(named.values()) + copies))
 
 
-def _copied_volumes(slice_groups: list[list[int]], names: list[str], sizes: dict[str, int],
-                    members: dict[str, list[int]]) -> list[list[int]]:
+def _copied_volumes(slice_groups: list[list[int]], names: list[str], members: dict[str, list[int]]) -> list[list[int]]:
     """Links (as index groups) between named volumes whose slices are mostly copies of each other's."""
     matched: Counter = Counter()  # (a, b) -> slices of a that match some slice of b
     for group in _groups(_components(len(names), *_group_edges(slice_groups))):  # exact and near merged
@@ -83,7 +83,7 @@ def _copied_volumes(slice_groups: list[list[int]], names: list[str], sizes: dict
             for b in by_name:
                 if a != b:
                     matched[a, b] += by_name[a]
-    return [[members[a][0], members[b][0]] for (a, b), n in matched.items() if n >= COPIED_SHARE * sizes[a]]
+    return [[members[a][0], members[b][0]] for (a, b), n in matched.items() if n >= COPIED_SHARE * len(members[a])]
 
 
 def drop_cross_split_members(splits: np.ndarray, comp: np.ndarray, sources: list[str], unit: str,
@@ -176,8 +176,9 @@ def assign_group_splits(labels: np.ndarray, given: list, comp: np.ndarray, val_f
     share = len(train_idx) / len(given_arr)  # fractions are of the whole set: rescale to the part carved from
     given_arr[train_idx] = stratified_group_split(labels[train_idx], comp[train_idx],
                                                   {k: v / share for k, v in carve.items()}, seed)
-    how = "carved" if len(carve) == 2 or present == {"train"} else f"given {', '.join(sorted(present - {'train'}))}, carved {', '.join(carve)}"
-    return given_arr.astype(str), how
+    if len(carve) == 2:
+        return given_arr.astype(str), "carved"
+    return given_arr.astype(str), f"given {', '.join(sorted(present - {'train'}))}, carved {', '.join(carve)}"
 
 
 def summarize(ds: ImageSet, how: str, kinds: list[str], near_threshold: int, regex_info: dict | None) -> dict:
@@ -202,14 +203,14 @@ def summarize(ds: ImageSet, how: str, kinds: list[str], near_threshold: int, reg
 
 
 def describe(grouping: dict) -> str:
-    """One line for tables and reports, e.g. "split by subject (carved): 14 / 3 / 3 groups; 88 removed"."""
+    """One line for tables and reports, e.g. "split by subject, carved: 14 / 3 / 3 groups in train / val / test"."""
     if not grouping:
         return ""
     counts = " / ".join(str(grouping["groups"].get(s, 0)) for s in SPLITS)
     removed = grouping["removed"]["count"]
     unit = grouping["unit"] if grouping["unit"] != "image" else "image (copies grouped)"
     text = f"split by {unit}, {grouping['split']}: {counts} groups in train / val / test"
-    return text + (f"; {removed} image(s) left out as copies across splits" if removed else "")
+    return text + (f"; {removed} train/val image(s) left out as copies or subject-mates of held-out ones" if removed else "")
 
 
 def split_by_groups(ds: ImageSet, cfg: DataConfig, keys: list[str] | None, require_training: bool = True) -> ImageSet:
@@ -227,7 +228,7 @@ def split_by_groups(ds: ImageSet, cfg: DataConfig, keys: list[str] | None, requi
         ds.group_unit = "id"
     if not ds.group_names:
         ds.group_names = [""] * len(ds)
-    comp, _ = link_groups(ds, cfg.near_threshold, not cfg.keep_duplicates, keys)
+    comp = link_groups(ds, cfg.near_threshold, not cfg.keep_duplicates, keys)
     keep, removed = drop_cross_split_members(ds.splits, comp, ds.sources, ds.group_unit, ds.group_names)
     if not keep.all():
         ds, comp = ds.subset(keep), comp[keep]

@@ -46,9 +46,7 @@ class Volume:
     spacing: tuple[float, float, float]  # mm per RAS axis
     ornt: np.ndarray  # nibabel orientation of the stored array, to write results back in its order
     affine: np.ndarray
-    stored_shape: tuple[int, int, int]
-    scale: list[tuple[float, float]]  # per channel (lo, hi): normalised = (raw - lo) / (hi - lo)
-    crop: tuple[slice, slice, slice]
+    crop: tuple[slice, slice, slice]  # the in-plane box kept (--crop-foreground), whole axes otherwise
 
 
 def _load(file: Path):
@@ -71,24 +69,28 @@ def _background(vol: np.ndarray) -> float:
     return float(np.median(np.concatenate([c.ravel() for c in corners])))
 
 
-def _normalise(vol: np.ndarray, file: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """(normalised volume, foreground mask, (lo, hi)) of one RAS volume."""
+def _normalise(vol: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised volume in [0, 1], foreground mask) of one volume."""
     finite = np.isfinite(vol)
     if not finite.any():
         raise NoData("all voxels are NaN/inf")
-    bg = _background(np.where(finite, vol, np.nanmin(np.where(finite, vol, np.nan))))
-    above = np.where(finite, vol - bg, 0).astype(np.float32)
+    vol = np.where(finite, vol, np.min(vol[finite]))  # NaN / inf voxels count as background
+    bg = _background(vol)
+    above = vol - bg
     top = float(np.percentile(above, HIGH_PCT))
     if top <= 0:
         top = float(above.max())
     if top <= 0:
         raise NoData("the volume is empty (nothing above its background)")
     fg = above > FOREGROUND * top
-    lo, hi = (float(v) + bg for v in np.percentile(above[fg], [LOW_PCT, HIGH_PCT]))
+    lo, hi = (float(v) for v in np.percentile(above[fg], [LOW_PCT, HIGH_PCT]))
     if hi <= lo:  # constant foreground (e.g. a binary image): foreground 1, background 0
-        return fg.astype(np.float32), fg, (bg, lo)
-    vol = np.where(finite, vol, bg)
-    return np.clip((vol - lo) / (hi - lo), 0.0, 1.0).astype(np.float32), fg, (lo, hi)
+        return fg.astype(np.float32), fg
+    return np.clip((above - lo) / (hi - lo), 0.0, 1.0).astype(np.float32), fg
+
+
+def _same_grid(img, ref) -> bool:
+    return img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-3)
 
 
 def read_volume(scan: Scan, modalities: list[str], crop: bool = False) -> Volume:
@@ -96,28 +98,22 @@ def read_volume(scan: Scan, modalities: list[str], crop: bool = False) -> Volume
     import nibabel as nib
 
     first = scan.images[modalities[0]]
-    channels, fgs, scales = [], [], []
-    img0 = None
-    for m in modalities:
-        img, vol = _load(scan.images[m])
-        if img0 is None:
-            img0 = img
-        elif vol.shape != img0.shape[:3] or not np.allclose(img.affine, img0.affine, atol=1e-3):
+    loaded = [_load(scan.images[m]) for m in modalities]
+    ref = loaded[0][0]
+    for m, (img, _) in zip(modalities, loaded):
+        if not _same_grid(img, ref):
             raise NoData(f"{scan.images[m].name} is not on the grid of {first.name} (shape or affine differ); "
                          f"register the modalities first")
-        ornt = nib.orientations.io_orientation(img0.affine)
-        data, fg, scale = _normalise(nib.orientations.apply_orientation(vol, ornt), scan.images[m])
-        channels.append(data)
-        fgs.append(fg)
-        scales.append(scale)
+    ornt = nib.orientations.io_orientation(ref.affine)
+    channels, fgs = zip(*(_normalise(nib.orientations.apply_orientation(vol, ornt)) for _, vol in loaded))
     mask = None
     if scan.mask is not None:
         mimg, mvol = _load(scan.mask)
-        if mvol.shape != img0.shape[:3] or not np.allclose(mimg.affine, img0.affine, atol=1e-3):
-            raise NoData(f"mask {scan.mask.name} does not fit {first.name} (shape {mvol.shape} vs {img0.shape[:3]}, "
+        if not _same_grid(mimg, ref):
+            raise NoData(f"mask {scan.mask.name} does not fit {first.name} (shape {mvol.shape} vs {ref.shape[:3]}, "
                          f"or another affine); resample the mask onto the image")
         mask = nib.orientations.apply_orientation(np.nan_to_num(mvol) > 0, ornt)
-    zooms = nib.affines.voxel_sizes(img0.affine)
+    zooms = nib.affines.voxel_sizes(ref.affine)
     spacing = [0.0] * 3
     for stored_axis, (ras_axis, _) in enumerate(ornt):  # ornt maps each stored axis to its RAS axis
         spacing[int(ras_axis)] = float(zooms[stored_axis])
@@ -127,7 +123,7 @@ def read_volume(scan: Scan, modalities: list[str], crop: bool = False) -> Volume
         idx = np.nonzero(foreground)
         box = tuple(slice(max(0, int(i.min()) - MARGIN), int(i.max()) + 1 + MARGIN) for i in idx)
     return Volume(data=np.stack(channels), mask=mask, foreground=foreground, spacing=tuple(spacing), ornt=ornt,
-                  affine=img0.affine, stored_shape=tuple(img0.shape[:3]), scale=scales, crop=box)
+                  affine=ref.affine, crop=box)
 
 
 # ------------------------------------------------------------------------------------- slice geometry
@@ -235,7 +231,7 @@ def select_slices(kept: np.ndarray, text: str) -> np.ndarray:
         return kept
     if as_share:
         n = len(kept)
-        return kept[int(np.floor(lo * n + 1e-9)):int(np.ceil(hi * n - 1e-9))]
+        return kept[round(lo * n):max(round(hi * n), round(lo * n) + 1)]
     return kept[(kept >= lo) & (kept < hi)]
 
 

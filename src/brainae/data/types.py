@@ -107,6 +107,15 @@ class ImageSet:
         return self.subset(np.ones(len(self), bool) if name == "all" else self.splits == name)
 
 
+def require_one_channel(ds: ImageSet, what: str) -> None:
+    """Refuse stacked modalities in a command that shows or compares single images."""
+    if ds.channels > 1:
+        from brainae.errors import BrainaeError
+
+        raise BrainaeError(f"{what} works on one modality and this data stacks {ds.channels}; use a run trained "
+                           f"with one --modality (evaluate, reconstruct and anomaly take stacked ones)")
+
+
 def with_channels(images: np.ndarray) -> np.ndarray:
     """(N, C, H, W) view of images stored as (N, H, W) (one modality) or (N, C, H, W)."""
     return images[:, None] if images.ndim == 3 else images

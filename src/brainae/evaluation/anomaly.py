@@ -178,6 +178,8 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
     is_anomaly = data.labels != data.classes.index(normal)
     images = data.images.astype(np.float32) / 255.0
     recons = _reconstruct(model, data.images)
+    if images.ndim == 4:  # stacked modalities: scores and maps on the mean over channels
+        images, recons = images.mean(axis=1), recons.mean(axis=1)
     brains = brain_masks(images)
     scores = image_scores(images, recons, brains)
     result = {

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from brainae.data.noise import Noise, parse_noise_levels
-from brainae.data.types import ImageSet
+from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.registry import get, names, register
@@ -166,16 +166,19 @@ def noisy_images(clean: np.ndarray, noise: Noise, seed: int, level_index: int) -
     return noise(torch.from_numpy(clean[:, None]), generator=gen).numpy()[:, 0]
 
 
-def score(denoised: np.ndarray, clean: np.ndarray, masks: Optional[np.ndarray], seed: int = 0) -> dict:
-    """PSNR / SSIM summaries of ``denoised`` against ``clean`` (float (N, H, W)), and tumour-only PSNR."""
+def score(denoised: np.ndarray, clean: np.ndarray, masks: Optional[np.ndarray], seed: int = 0,
+          groups: Optional[np.ndarray] = None) -> dict:
+    """PSNR / SSIM summaries of ``denoised`` against ``clean`` (float (N, H, W)), and tumour-only PSNR;
+    intervals resample ``groups`` (subjects, volumes, copies) where given."""
     m = per_image_metrics(torch.from_numpy(np.clip(denoised, 0, 1))[:, None].float(),
                           torch.from_numpy(clean)[:, None].float())
-    result = {"psnr": summarize(m["psnr"], seed), "ssim": summarize(m["ssim"], seed), "tumor_psnr": None}
+    result = {"psnr": summarize(m["psnr"], seed, groups), "ssim": summarize(m["ssim"], seed, groups), "tumor_psnr": None}
     if masks is not None and masks.any():
         has = masks.reshape(len(masks), -1).any(1)
         err = ((np.clip(denoised, 0, 1) - clean) ** 2)[has]
         mse = (err * masks[has]).reshape(has.sum(), -1).sum(1) / masks[has].reshape(has.sum(), -1).sum(1)
-        result["tumor_psnr"] = {**summarize(-10 * np.log10(np.maximum(mse, 1e-10)), seed), "n": int(has.sum())}
+        result["tumor_psnr"] = {**summarize(-10 * np.log10(np.maximum(mse, 1e-10)), seed,
+                                            None if groups is None else groups[has]), "n": int(has.sum())}
     return result
 
 
@@ -230,7 +233,7 @@ def denoise_benchmark(
                 fn(noisy)
                 passes += 1
             seconds = (time.perf_counter() - start) / passes
-            r = score(out, clean, data.masks, seed)
+            r = score(out, clean, data.masks, seed, data.groups)
             r["seconds"] = round(seconds, 4)
             r["images_per_second"] = round(len(clean) / seconds, 2) if name != "noisy" and seconds > 0 else None
             results[nz.spec][name] = r
@@ -295,6 +298,7 @@ def run_denoise(run_dirs: Sequence[str | Path], data: Optional[str] = None, nois
         networks[name] = model
     cfg0 = loaded[0][2]
     ds = resolve_eval_data(cfg0, data, "test", progress)
+    require_one_channel(ds, "denoise")
     if limit and limit < len(ds):
         ds = ds.subset(np.sort(np.random.default_rng(seed).choice(len(ds), limit, replace=False)))
     keep = _example_indices(ds, n_examples, seed)

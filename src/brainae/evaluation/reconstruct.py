@@ -68,14 +68,13 @@ def write_volumes(ds: ImageSet, recon: np.ndarray, spec_arg: str, cfg, out: Path
         header = nib.load(str(file)).header
         folder, shape = out / scan.name, upright_shape(vol, axis)
         for c, mod in enumerate(modalities):
-            maps: dict[str, dict[int, np.ndarray]] = {"input": {}, "recon": {}, "residual": {}}
-            for i in idx:
-                k = _slice_ref(ds.sources[i])[2]
-                inp, rec = (unresize_square(a[i, c], shape, aspect) for a in (x, r))
-                maps["input"][k], maps["recon"][k], maps["residual"][k] = inp, rec, np.abs(inp - rec)
-            for kind, slices in maps.items():
+            slices = {kind: {_slice_ref(ds.sources[i])[2]: unresize_square(a[i, c], shape, aspect) for i in idx}
+                      for kind, a in (("input", x), ("recon", r))}
+            volumes = {kind: volume_from_slices(vol, axis, s) for kind, s in slices.items()}
+            volumes["residual"] = np.abs(volumes["input"] - volumes["recon"])  # as seen on the scan's grid
+            for kind, data in volumes.items():
                 path = folder / f"{mod}_{kind}.nii.gz"
-                _save_nifti(path, volume_from_slices(vol, axis, slices), vol.affine, header)
+                _save_nifti(path, data, vol.affine, header)
                 written.append(str(path))
     return written
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from brainae.data.grouping import describe
 from brainae.data.inspect import inspect_imageset
 from brainae.visualization.plots import figure_data_uri, loss_curves, reconstruction_grid, sample_grid
 
@@ -50,7 +51,8 @@ def data_section(study) -> Section:
     fig = sample_grid(ds.test.images[idx], [ds.test.classes[ds.test.labels[i]] for i in idx])
     dup = inspect_imageset(ds.full, near_threshold=2)
     return Section("data", "Data", {"summary": study.data_summary, "grid": figure_data_uri(fig),
-                                    "duplicates": dup["duplicates"]["exact"], "leaks": dup["leaks"]})
+                                    "duplicates": dup["duplicates"]["exact"], "leaks": dup["leaks"],
+                                    "grouping": ds.full.grouping, "split_by": describe(ds.full.grouping)})
 
 
 @section(20)

@@ -2,7 +2,9 @@
 the mixture fitted to its training codes that it samples from, ``prior.pt``)."""
 from __future__ import annotations
 
+import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
     if not (run / "config.yaml").is_file():
         raise BrainaeError(f"{run} is not a brainae run folder (no config.yaml); pass the --out of 'brainae train'")
     cfg = load_config(run / "config.yaml")
+    _warn_if_split_image_by_image(run)
     ckpt = run / "checkpoints" / f"{which}.ckpt"
     if not ckpt.is_file():
         ckpt = run / "checkpoints" / "last.ckpt"
@@ -49,6 +52,17 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
             raise BrainaeError(f"{run / PRIOR_FILE} cannot be read ({type(e).__name__}); delete it to sample "
                                f"from N(0, I)") from None
     return model.to(device).eval(), cfg
+
+
+def _warn_if_split_image_by_image(run: Path) -> None:
+    """Runs trained before grouped splits: their own test split is carved differently now."""
+    try:
+        grouped = "grouping" in json.loads((run / "data.json").read_text())
+    except (OSError, ValueError):
+        return
+    if not grouped:
+        print(f"brainae: note: {run} was trained on an image-by-image split; its data now splits by group, so its "
+              f"test images may include some it trained on. Retrain it for honest test scores", file=sys.stderr)
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from brainae.data.types import ImageSet
+from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import resolve_eval_data
 from brainae.report.sections import pick_examples
@@ -35,6 +35,7 @@ def load_runs(run_dirs: Sequence[str | Path], data: Optional[str] = None, progre
         raise BrainaeError(f"the runs were trained at different image sizes ({', '.join(map(str, sorted(sizes)))}); "
                            f"compare runs of one size")
     test = resolve_eval_data(cfgs[0], data, "test", progress)
+    require_one_channel(test, "layers and latent")
     return models, test, cfgs[0]
 
 
