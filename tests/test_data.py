@@ -226,7 +226,8 @@ def test_float_tiff_with_non_finite_pixels(bad, tmp_path):
     assert mode == "F"
     assert out[12:20, 12:20].min() > 200 and out[-1, -1] == 0 and out[0, 0] < 40
     all_nan = Image.fromarray(np.full((20, 20), np.nan, np.float32))
-    assert (pp.preprocess(all_nan, size=SIZE)[0] == 0).all()
+    with pytest.raises(ValueError, match="every pixel is NaN"):  # skipped and counted, not kept as black
+        pp.preprocess(all_nan, size=SIZE)
 
 
 def test_all_formats_load_from_a_folder(tmp_path, image_folder):

@@ -2,10 +2,71 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 
 from brainae.errors import BrainaeError
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit code 2, no usage block."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("brainae").strip()
+        self.exit(2, f"brainae: error: {command + ': ' if command else ''}{message} (see --help)\n")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
+    return value
+
+
+def _writable(path: Path) -> None:
+    """Refuse a path whose nearest existing folder cannot be written (read-only mount, permissions)."""
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write under {parent} (read-only or no permission); choose another place")
+
+
+def _out_dir(text: str) -> str:
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the output folder is empty")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; name a folder")
+    _writable(path)
+    return text
+
+
+def _out_file(text: str) -> str:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; name a file such as {Path(text) / 'report.json'}")
+    _writable(path.parent if str(path.parent) else Path("."))
+    return text
+
+
+POSITIVE, COUNT = _int_at_least(1), _int_at_least(0)
 
 DATA_HELP = (
     "data spec: phantom[:N] (embedded synthetic slices, the default), a folder of class sub-folders "
@@ -21,16 +82,16 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--preset", default=default_preset, choices=preset_names(),
                    help=f"seed: the study's best settings (40 epochs); quick: a few epochs on a few hundred images (default {default_preset})")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with model/data/train sections, applied after the preset")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="learning rate (Adam)")
-    p.add_argument("--latent-dim", type=int)
-    p.add_argument("--limit", type=int, help="at most N training images (val/test shrink in proportion); 0 = all")
-    p.add_argument("--image-size", type=int, help="square size images are resized to (default 128)")
-    p.add_argument("--seed", type=int, help="training seed")
+    p.add_argument("--epochs", type=POSITIVE, help="training epochs (preset seed: 40, quick: 8)")
+    p.add_argument("--batch-size", type=POSITIVE, help="images per training batch (the study: 16)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (Adam; the study: AE 5e-4, VAE 1e-3)")
+    p.add_argument("--latent-dim", type=POSITIVE, help="size of the code (the study: 512, 1024 or 2048)")
+    p.add_argument("--limit", type=COUNT, help="at most N training images (val/test shrink in proportion); 0 = all")
+    p.add_argument("--image-size", type=_int_at_least(8), help="square size images are resized to (default 128)")
+    p.add_argument("--seed", type=COUNT, help="training seed (default 0)")
     p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"])
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device (default auto)")
-    p.add_argument("--devices", type=int, help="number of GPUs; more than one trains with DDP")
+    p.add_argument("--devices", type=POSITIVE, help="number of GPUs (or CPU processes); more than one trains with DDP")
     p.add_argument("--dedupe", action="store_true", default=None, help="drop duplicate images that would leak into validation/test")
     p.add_argument("--noise", metavar="SPEC",
                    help="train as a denoiser: noisy input, clean target, noise drawn afresh per batch "
@@ -50,13 +111,13 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     g.add_argument("--augment", metavar="KINDS", help="on-the-fly training augmentation: flip,affine,intensity or all")
     g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw decouples --set train.weight_decay from the gradient")
     g.add_argument("--schedule", choices=["none", "cosine", "onecycle"], help="learning-rate schedule, stepped per batch")
-    g.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs without a better validation loss")
+    g.add_argument("--early-stopping", type=COUNT, metavar="PATIENCE", help="stop after PATIENCE epochs without a better validation loss")
     g.add_argument("--ema", type=float, metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); "
                                                                  "validation and checkpoints use it")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
                    help="VAE decoder: bernoulli (BCE, the study's) or gaussian with its variance fitted to the batch's "
                         "error, which weighs reconstruction against the KL term in the images' own error scale")
-    g.add_argument("--prior-components", type=int, metavar="K",
+    g.add_argument("--prior-components", type=COUNT, metavar="K",
                    help="VAE: after training, fit K Gaussians to the training codes (prior.pt) and sample from them "
                         "instead of N(0, I), which the codes never fill (default 30, at most a tenth of the "
                         "training images; 0 = off)")
@@ -114,7 +175,7 @@ def _analysis_args(p: argparse.ArgumentParser, out_default: str, many: bool = Tr
     else:
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
     p.add_argument("--data", metavar="SPEC", help="test images from another dataset (the run's preprocessing is applied)")
-    p.add_argument("--out", metavar="DIR", help=f"output folder (default: {out_default})")
+    p.add_argument("--out", metavar="DIR", type=_out_dir, help=f"output folder (default: {out_default})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
@@ -150,6 +211,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train(cfg, args.out, resume=args.resume)
     if "epochs" not in result:  # a DDP worker process: rank 0 reports
         return
+    if result["diverged"]:
+        kept = f"best.ckpt holds epoch {result['best_epoch']}" if result["best_epoch"] else "no epoch was kept"
+        raise BrainaeError(f"training diverged at epoch {result['diverged_at_epoch'] or result['epochs']} (the loss "
+                           f"became NaN or infinite) and stopped; {kept}. Lower --lr or use --precision 32")
     print(f"trained {cfg.model.name} for {result['epochs']} epochs: best validation loss {result['best_val_loss']:.5g} "
           f"at epoch {result['best_epoch']}; run folder {args.out}")
 
@@ -278,7 +343,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from brainae.models import model_names
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="brainae",
         description="Train, tune, compare and inspect convolutional autoencoders on brain MRI.",
         epilog="Start with 'brainae study --out study' (embedded phantom data, a few minutes on a CPU).",
@@ -296,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=_names, default=None, metavar="LIST",
                    help=f"models to train and compare (default ae,vae; registered: {','.join(model_names())}); "
                         "architecture flags such as --skips apply to every model that uses them")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (report.html, summary.json, runs/)")
+    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="output folder (report.html, summary.json, runs/)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("train", help="train one model into a run folder",
@@ -304,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ae", choices=model_names(), help="registered model (see 'brainae models')")
     _config_args(p, "seed")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt (--epochs extends it)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", type=_out_dir, help="run folder to create")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="held-out MSE/PSNR/SSIM with 95%% intervals",
@@ -326,15 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "within and across splits (0 across splits by construction; --raw shows the data "
                                     "before grouping).")
     q.add_argument("spec", metavar="SPEC", help=DATA_HELP)
-    q.add_argument("--image-size", type=int, default=128, help="size used for near-duplicate hashing (default 128)")
-    q.add_argument("--near-threshold", type=int, default=2,
+    q.add_argument("--image-size", type=_int_at_least(8), default=128, help="size used for near-duplicate hashing (default 128)")
+    q.add_argument("--near-threshold", type=COUNT, default=2,
                    help="max Hamming distance of 64-bit perceptual hashes for near duplicates, used for the split "
                         "groups too (default 2, the training default data.near_threshold; 4 also groups "
                         "neighbouring slices of one series)")
     q.add_argument("--raw", action="store_true",
                    help="the data as it is: split image by image, nothing grouped or left out (shows the leaks that "
                         "the default loading removes)")
-    q.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    q.add_argument("--json", metavar="FILE", type=_out_file, help="also write the report as JSON")
     q.add_argument("--no-progress", action="store_true")
     _data_args(q)
     q.set_defaults(func=cmd_inspect)
@@ -345,10 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "sub-XX_T1w.nii.gz with _dseg / _mask), with anisotropic voxels and a non-RAS "
                                     "storage order as clinical scans have; about two thirds of the subjects carry a "
                                     "tumour. For trying brainae on volumes without a download.")
-    q.add_argument("out", metavar="DIR", help="folder to create")
+    q.add_argument("out", metavar="DIR", type=_out_dir, help="folder to create")
     q.add_argument("--layout", default="brats", choices=["brats", "bids"], help="folder layout (default brats)")
-    q.add_argument("--subjects", type=int, default=12, help="number of subjects, 1 to 99 (default 12)")
-    q.add_argument("--seed", type=int, default=0, help="seed of the phantoms (default 0)")
+    q.add_argument("--subjects", type=POSITIVE, default=12, help="number of subjects, 1 to 99 (default 12)")
+    q.add_argument("--seed", type=COUNT, default=0, help="seed of the phantoms (default 0)")
     q.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("reconstruct", help="write reconstructions and residual maps (NIfTI volumes or PNGs)",
@@ -361,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="SPEC", help="data to reconstruct (default: the run's own), preprocessed as the run was")
     p.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                    help="which images (default all)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     p.set_defaults(func=cmd_reconstruct)
 
@@ -374,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(per layer: output shape, mean, std, share of near-zero activations).")
     _analysis_args(p, "the first RUN_DIR/layers")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--images", type=int, default=5, metavar="N", help="N test images, spread over the classes (default 5)")
+    g.add_argument("--images", type=POSITIVE, default=5, metavar="N", help="N test images, spread over the classes (default 5)")
     g.add_argument("--pick", metavar="CLASS:N,...", help="N seeded-random test images of each named class, e.g. tumor:3,no_tumor:2")
     p.set_defaults(func=cmd_layers)
 
@@ -403,9 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classical denoisers, comma-separated, or none: nlm (non-local means), tv (total variation), "
                         "wavelet, bilateral, median, bm3d (optional package bm3d, free for non-commercial use only; "
                         "skipped with a note when absent). Default: all")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N test images (seeded choice; 0 = all). "
+    p.add_argument("--limit", type=COUNT, default=0, metavar="N", help="at most N test images (seeded choice; 0 = all). "
                    "BM3D takes seconds per 128x128 image on a CPU")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and of the image choice (default 0)")
+    p.add_argument("--seed", type=COUNT, default=0, help="seed of the noise and of the image choice (default 0)")
     p.set_defaults(func=cmd_denoise)
 
     p = sub.add_parser("anomaly", help="tumour detection by reconstruction error (AUROC, AUPRC, Dice)",
@@ -442,8 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "stride, activation, norm, weight decay, optimizer, schedule (beta for VAEs; blocks, skips and bottleneck for the "
                         "models that have them); or a YAML file of dotted keys, "
                         "e.g. 'train.lr: {type: float, low: 1e-4, high: 1e-2, log: true}' (default seed)")
-    p.add_argument("--trials", type=int, default=20, help="total trials in the study, counting those already run (default 20)")
-    p.add_argument("--timeout", type=float, metavar="S", help="stop starting new trials after S seconds (per worker)")
+    p.add_argument("--trials", type=POSITIVE, default=20, help="total trials in the study, counting those already run (default 20)")
+    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting new trials after S seconds (per worker)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "random", "grid"],
                    help="tpe: Bayesian (tree-structured Parzen), gp: Gaussian process, random, grid: every combination "
                         "(categorical spaces only) (default tpe)")
@@ -452,10 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "from epoch 1: the fewest epochs in benchmarks/sweep_efficiency.py), hyperband (several "
                         "halving ladders: more epochs, a hedge when early epochs mislead), median (worse than the "
                         "median of complete trials at the same epoch), none (default sha)")
-    p.add_argument("--epochs", type=int, metavar="N", help="epoch budget of each trial (default: the space's largest "
+    p.add_argument("--epochs", type=POSITIVE, metavar="N", help="epoch budget of each trial (default: the space's largest "
                    "train.epochs value, 40 for seed/wide; the preset's 8 with --preset quick)")
-    p.add_argument("--limit", type=int, help="at most N training images (val shrinks in proportion); 0 = all")
-    p.add_argument("--image-size", type=int, help="square size images are resized to (default 128)")
+    p.add_argument("--limit", type=COUNT, help="at most N training images (val shrinks in proportion); 0 = all")
+    p.add_argument("--image-size", type=_int_at_least(8), help="square size images are resized to (default 128)")
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device for every trial (default auto)")
     p.add_argument("--storage", metavar="URL",
                    help="where the study lives (default sqlite:///DIR/sweep.db): any SQLAlchemy URL "
@@ -463,13 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "in .log/.journal) shared by workers on several machines")
     p.add_argument("--study", metavar="NAME", help="study name inside the storage (default brainae-MODEL); a name "
                    "used before with another model, space or data is refused")
-    p.add_argument("--workers", type=int, default=1, metavar="K",
+    p.add_argument("--workers", type=POSITIVE, default=1, metavar="K",
                    help="local worker processes sharing the study (each loads the data once; default 1)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (worker i uses seed + 1000*i; default 0)")
+    p.add_argument("--seed", type=COUNT, default=0, help="sampler seed (worker i uses seed + 1000*i; default 0)")
     p.add_argument("--wandb", action="store_true", help="also log every trial as a W&B run, offline unless WANDB_MODE "
                    "says otherwise, under $WANDB_DIR (default DIR/wandb); needs pip install 'brainae[wandb]'; upload "
                    "later with 'wandb sync'")
-    p.add_argument("--out", required=True, metavar="DIR", help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
+    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
     p.add_argument("--no-progress", action="store_true", help="no line per trial (for logs)")
     p.set_defaults(func=cmd_sweep)
 
@@ -480,11 +545,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a one-line argument error (2), already printed
+        return int(e.code or 0)
     try:
         args.func(args)
     except BrainaeError as e:
         print(f"brainae: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused: full disk, read-only mount, permissions, a vanished file
+        where = f" {e.filename}" if e.filename else ""
+        what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or type(e).__name__)
+        print(f"brainae: error: cannot write or read{where}: {what}; earlier outputs are left as they were",
+              file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "alloc" not in str(e) and "out of memory" not in str(e):
+            raise
+        print("brainae: error: out of memory; use a smaller --batch-size, --latent-dim, --image-size or model.channels",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("brainae: interrupted; completed epochs are in checkpoints/last.ckpt (continue with --resume)", file=sys.stderr)

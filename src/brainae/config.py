@@ -7,6 +7,7 @@ name: a typo in a sweep or a preset must never be silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from brainae.errors import BrainaeError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+MAX_LATENT = 65536
 
 
 @dataclass
@@ -172,10 +175,16 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise BrainaeError(f"config file {path} is a folder; name a YAML file")
     if not path.is_file():
         raise BrainaeError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise BrainaeError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    except OSError as e:
+        raise BrainaeError(f"config file {path} cannot be read ({e.strerror}); check its permissions") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
@@ -259,12 +268,26 @@ def build_config(
 
 def validate(cfg: Config) -> None:
     """Range checks that types alone cannot express."""
+    m, d, t = cfg.model, cfg.data, cfg.train
     checks = [
-        (cfg.train.epochs >= 1, "train.epochs", "must be at least 1"),
-        (cfg.train.batch_size >= 1, "train.batch_size", "must be at least 1"),
-        (cfg.train.lr > 0, "train.lr", "must be positive"),
-        (cfg.model.latent_dim >= 1, "model.latent_dim", "must be at least 1"),
-        (len(cfg.model.channels) >= 1, "model.channels", "needs at least one layer"),
+        (t.epochs >= 1, "train.epochs", "must be at least 1"),
+        (t.batch_size >= 1, "train.batch_size", "must be at least 1"),
+        (math.isfinite(t.lr) and t.lr > 0, "train.lr", "must be a positive finite number such as 5e-4"),
+        (math.isfinite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be 0 or a positive number"),
+        (t.num_workers >= 0, "train.num_workers", "must be 0 (load in the main process) or a number of processes"),
+        (t.devices >= 1, "train.devices", "must be at least 1 (more than one trains with DDP)"),
+        (0 <= t.seed < 2**32, "train.seed", "must be in 0..4294967295"),
+        (0 <= d.seed < 2**32, "data.seed", "must be in 0..4294967295"),
+        (t.accelerator in ACCELERATORS, "train.accelerator", f"must be one of {', '.join(ACCELERATORS)}"),
+        (1 <= m.latent_dim <= MAX_LATENT, "model.latent_dim",
+         f"must be 1..{MAX_LATENT} (the study used 512-2048; a larger code only costs memory)"),
+        (len(m.channels) >= 1, "model.channels", "needs at least one layer"),
+        (all(c >= 1 for c in m.channels), "model.channels", "must list positive widths, e.g. [32,64,128]"),
+        (m.in_channels >= 1, "model.in_channels", "must be at least 1 (it follows the data's modalities)"),
+        (m.kernel_size >= 1 and m.stride >= 1, "model.kernel_size / model.stride", "must be at least 1"),
+        (math.isfinite(m.beta) and m.beta >= 0, "model.beta", "must be 0 or a positive number"),
+        (0 <= d.phantom_tumor_fraction <= 1, "data.phantom_tumor_fraction", "must be in [0, 1]"),
+        (d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction", "must leave training data (< 1)"),
         (cfg.data.image_size >= 8, "data.image_size", "must be at least 8"),
         (0 < cfg.data.val_fraction < 1, "data.val_fraction", "must be between 0 and 1"),
         (0 <= cfg.data.test_fraction < 1, "data.test_fraction", "must be in [0, 1)"),
@@ -286,6 +309,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.schedule in ("none", "cosine", "onecycle"), "train.schedule", "must be none, cosine or onecycle"),
         (cfg.train.early_stopping >= 0, "train.early_stopping", "must be 0 (off) or a patience in epochs"),
         (0 <= cfg.train.ema < 1, "train.ema", "must be in [0, 1): a decay such as 0.999, or 0 for off"),
+        (t.precision != "16-mixed" or t.accelerator != "cpu", "train.precision", "16-mixed needs a GPU; use bf16-mixed on a CPU"),
     ]
     for ok, key, msg in checks:
         if not ok:

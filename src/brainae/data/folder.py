@@ -42,6 +42,13 @@ def _open_lazily(path: Path):
     return load
 
 
+def _raise(error: OSError):
+    def load():
+        raise error
+
+    return load
+
+
 def folder_items(root: str | Path) -> list[RawItem]:
     """List every image file under ``root`` with its class (sub-folder) and split.
 
@@ -65,7 +72,8 @@ def folder_items(root: str | Path) -> list[RawItem]:
                 f"{split_dir} has no class sub-folders; put images in {split_dir}/<class>/ (e.g. {split_dir}/no_tumor/1.jpg)"
             )
         for class_dir in class_dirs:
-            for dirpath, dirnames, filenames in os.walk(class_dir):
+            unreadable: list[OSError] = []
+            for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable.append):
                 dirnames.sort()
                 for name in sorted(filenames):
                     path = Path(dirpath) / name
@@ -73,12 +81,14 @@ def folder_items(root: str | Path) -> list[RawItem]:
                         continue
                     try:
                         st = path.stat()
-                    except OSError:
-                        continue
-                    items.append(RawItem(
-                        source=str(path), label=class_dir.name, split=split,
-                        load=_open_lazily(path), fingerprint=f"{st.st_size}:{st.st_mtime_ns}",
-                    ))
+                        fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+                    except OSError as e:  # a dangling link: listed, so decoding skips and counts it
+                        fingerprint = f"unreadable:{e.errno}"
+                    items.append(RawItem(source=str(path), label=class_dir.name, split=split,
+                                         load=_open_lazily(path), fingerprint=fingerprint))
+            # a folder that cannot be listed is counted as skipped too, not silently dropped
+            items.extend(RawItem(source=str(e.filename), label=class_dir.name, split=split, load=_raise(e),
+                                 fingerprint=f"unreadable:{e.errno}") for e in unreadable)
     if not items:
         raise BrainaeError(f"no images (.jpg .png .bmp .tif) found under {root}; check the path")
     return items

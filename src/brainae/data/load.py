@@ -42,6 +42,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
         ('hf', 'benschill/brain-tumor-collection')
     """
     spec = spec.strip()
+    if not spec:
+        raise BrainaeError(f"--data is empty; use {SPEC_HELP}")
     if spec == "phantom" or spec.startswith("phantom:"):
         return "phantom", spec.partition(":")[2]
     if spec.startswith("hf:"):

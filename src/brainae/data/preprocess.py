@@ -31,6 +31,8 @@ def to_gray_float(img: Decoded, draft_size: int | None = None) -> tuple[np.ndarr
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float32)  # 16-bit / int / float: scale by the image's own range
         finite = np.isfinite(arr)  # NaN/inf pixels (float TIFFs) become black instead of blanking the image
+        if not finite.any():
+            raise ValueError("every pixel is NaN or infinite")
         lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
         arr = np.where(finite, (arr - lo) / (hi - lo), 0.0).astype(np.float32) if hi > lo else np.zeros_like(arr)
     else:

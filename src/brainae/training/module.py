@@ -34,6 +34,7 @@ class AutoencoderModule(L.LightningModule):
                                "scales against its KL term; use mse, l1, bce, ssim, ms_ssim or a mix of them")
         self.augment = Augment(self.cfg.train.augment, seed=self.cfg.train.seed)
         self.save_hyperparameters({"config": to_dict(self.cfg)})  # the resolved config lives in every checkpoint
+        self.diverged_epoch: int | None = None  # the epoch whose training loss turned NaN / infinite
 
     @classmethod
     def from_config(cls, cfg: Config) -> "AutoencoderModule":
@@ -74,11 +75,14 @@ class AutoencoderModule(L.LightningModule):
             self.log("val_psnr", -10 * torch.log10(mse), on_epoch=True, batch_size=len(x), sync_dist=True)
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
         loss = self._step(batch, "train", batch_idx)
         if not math.isfinite(float(loss.detach())):
-            # a diverged run cannot recover; stopping saves the remaining epochs (sweeps record why)
+            # a diverged run cannot recover: stop, and skip this step so the weights stay finite
+            # (sweeps and metrics.json record why)
+            self.diverged_epoch = self.diverged_epoch or self.current_epoch + 1
             self.trainer.should_stop = True
+            return None
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:

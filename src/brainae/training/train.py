@@ -129,6 +129,25 @@ def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
     return ds.subset((ds.splits == "test") | (ds.labels == ds.classes.index(name)))
 
 
+def check_devices(cfg: Config) -> None:
+    """Refuse a device the machine does not have before any data is loaded."""
+    acc, n = cfg.train.accelerator, cfg.train.devices
+    if acc in ("cuda", "gpu"):
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < n:
+            raise BrainaeError(f"--accelerator {acc} with --devices {n}, but this machine has {have} CUDA GPU(s); "
+                               f"use --accelerator cpu (or auto), or fewer --devices")
+    elif acc == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BrainaeError("--accelerator mps, but no Apple GPU is available here; use --accelerator cpu (or auto)")
+    elif acc == "auto" and n > 1 and torch.cuda.is_available() and torch.cuda.device_count() < n:
+        raise BrainaeError(f"--devices {n}, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+
+
+def is_unfinished(out: Path) -> bool:
+    """A run folder whose run never finished an epoch: a config but no checkpoint, nothing to resume."""
+    return (out / "config.yaml").is_file() and not any((out / "checkpoints").glob("*.ckpt"))
+
+
 def check_resumable(module: AutoencoderModule, last: Path) -> None:
     """Refuse, before anything is written, a ``last.ckpt`` that needs pickle or does not fit this network."""
     state = read_checkpoint(last)["state_dict"]
@@ -161,13 +180,20 @@ def train(
     quiet_lightning()
     out = Path(out_dir)
     last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise BrainaeError(f"nothing to resume in {out}: no checkpoints/last.ckpt; drop --resume to start afresh")
+    if out.exists() and not out.is_dir():
+        raise BrainaeError(f"--out {out} is a file; name a folder for the run")
+    check_devices(cfg)
     # With DDP, Lightning re-runs this command in one process per extra GPU (LOCAL_RANK > 0);
     # those processes join the run that rank 0 has set up and leave the folder to it.
     child = int(os.environ.get("LOCAL_RANK", "0")) > 0
+    restart = not child and is_unfinished(out)  # killed before its first epoch ended: start it again
+    if resume and not last.is_file() and not restart:
+        raise BrainaeError(f"nothing to resume in {out}: no checkpoints/last.ckpt; drop --resume to start afresh")
+    if restart and resume:
+        print(f"{out} has no finished epoch to resume; starting it afresh")
+        resume = False
     occupied = not resume and not child and out.exists() and any(out.iterdir())
-    if occupied and not overwrite:
+    if occupied and not overwrite and not restart:
         raise BrainaeError(f"{out} already holds files; pass --resume to continue it or choose a new --out")
     # data errors surface before anything on disk changes
     ds = data if data is not None else load_data(cfg.data, progress=cfg.train.progress)
@@ -241,7 +267,8 @@ def train(
         "best_epoch": int(history[best_i]["epoch"]) if best_i >= 0 else None,
         "best_val_loss": float(val[best_i]) if best_i >= 0 else None,
         "best_val_psnr": float(history[best_i]["val_psnr"]) if best_i >= 0 else None,
-        "diverged": bool(history) and not bool(np.isfinite(val[-1])),
+        "diverged": module.diverged_epoch is not None or (bool(history) and not bool(np.isfinite(val[-1]))),
+        "diverged_at_epoch": module.diverged_epoch,
         "seconds": round(seconds, 2),
         "seconds_per_epoch": round(float(np.mean([r["seconds"] for r in history])), 3) if history else None,
         "n_train": int((ds.splits == "train").sum()),

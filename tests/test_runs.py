@@ -1,0 +1,87 @@
+"""Runs that a mistake or a crash cannot break: unfinished runs restart, divergence stops cleanly,
+and kill -9 at random moments never costs more than the epoch in progress or leaves a corrupt checkpoint."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from brainae.cli import main
+from brainae.training.module import AutoencoderModule
+
+TINY = ["--data", "phantom:60", "--image-size", "32", "--set", "model.channels=[8,16]", "--set", "model.latent_dim=8",
+        "--preset", "quick", "--no-progress"]
+
+
+def test_a_run_killed_before_its_first_epoch_restarts(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    shutil.rmtree(run / "checkpoints")  # what a kill during epoch 1 leaves: config and data, no checkpoint
+    (run / "metrics.json").unlink()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0  # the same command again
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    shutil.rmtree(run / "checkpoints")
+    assert main(["train", "--resume", "--epochs", "1", "--no-progress", "--out", str(run)]) == 0
+    assert "no finished epoch to resume; starting it afresh" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_divergence_stops_with_a_message_and_a_flag(tmp_path, capsys, monkeypatch):
+    step = AutoencoderModule._step
+
+    def blow_up_in_epoch_2(self, batch, stage, batch_idx=0):
+        loss = step(self, batch, stage, batch_idx)
+        return loss * float("nan") if stage == "train" and self.current_epoch == 1 else loss
+
+    monkeypatch.setattr(AutoencoderModule, "_step", blow_up_in_epoch_2)
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", "5", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(err) == 1 and "training diverged at epoch 2" in err[0]
+    assert f"best.ckpt holds epoch {metrics['best_epoch']}" in err[0]
+    assert metrics["diverged"] is True and metrics["diverged_at_epoch"] == 2 and metrics["epochs"] == 2
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())  # the bad step was skipped
+
+
+def _finished_epochs(run) -> int:
+    path = run / "history.csv"
+    return len(list(csv.DictReader(path.open()))) if path.is_file() else 0
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_at_most_the_epoch_in_progress(tmp_path):
+    """Ten kills, each at a random moment after the run has made progress (so every kill lands somewhere
+    inside an epoch, a validation or a checkpoint write), each followed by --resume."""
+    run = tmp_path / "run"
+    rng = random.Random(0)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for kill in range(10):
+        resume = ["--resume"] if (run / "checkpoints" / "last.ckpt").is_file() else []
+        done = _finished_epochs(run)
+        proc = subprocess.Popen([sys.executable, "-m", "brainae.cli", "train", *resume, *TINY, "--epochs", "500",
+                                 "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 120
+        while _finished_epochs(run) <= done and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 3.0))  # a random moment of the next epochs
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        last = run / "checkpoints" / "last.ckpt"
+        assert last.is_file(), kill
+        ckpt = torch.load(last, weights_only=True)  # never half-written
+        assert _finished_epochs(run) - (ckpt["epoch"] + 1) <= 1, kill  # "epoch" is 0-based
+        assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert _finished_epochs(run) >= 10
