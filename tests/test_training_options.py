@@ -198,8 +198,7 @@ def test_every_registered_model_is_in_the_help(capsys):
     from brainae.cli import main
     from brainae.models import model_names
 
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
+    assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in model_names())
     for flag in ("--skips", "--residual-output", "--loss", "--augment", "--optimizer", "--schedule",

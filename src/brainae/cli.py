@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "used before with another model, space or data is refused")
     p.add_argument("--workers", type=POSITIVE, default=1, metavar="K",
                    help="local worker processes sharing the study (each loads the data once; default 1)")
-    p.add_argument("--seed", type=COUNT, default=0, help="sampler seed (worker i uses seed + 1000*i; default 0)")
+    p.add_argument("--seed", type=COUNT, default=0, help="sampler seed: trial N draws with a seed made from this and N, so workers, machines and restarts never repeat draws (default 0)")
     p.add_argument("--wandb", action="store_true", help="also log every trial as a W&B run, offline unless WANDB_MODE "
                    "says otherwise, under $WANDB_DIR (default DIR/wandb); needs pip install 'brainae[wandb]'; upload "
                    "later with 'wandb sync'")

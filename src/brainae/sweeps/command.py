@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 
 from brainae.config import Config, build_config
-from brainae.sweeps.study import SweepOptions
+from brainae.errors import BrainaeError
+from brainae.sweeps.study import SweepOptions, check_options
 from brainae.sweeps.space import Space, load_space
 
 
@@ -27,6 +28,8 @@ def sweep_setup(model: str, out: str | Path, *, data: Optional[str] = None, pres
         >>> opts.space.max_epochs, opts.trials
         (8, 4)
     """
+    if epochs is not None and epochs < 1:  # 0 meant the default budget, -1 training without end
+        raise BrainaeError(f"--epochs must be at least 1 (each trial's epoch budget); got {epochs}")
     cfg = build_config(model, preset=preset, config_file=config_file, overrides=overrides or [], data=data,
                        limit=limit, image_size=image_size, accelerator=accelerator)
     sp = space if isinstance(space, Space) else load_space(space, model)
@@ -34,7 +37,9 @@ def sweep_setup(model: str, out: str | Path, *, data: Optional[str] = None, pres
         sp = Space(sp.name, sp.params, [e for e in sp.epochs if e < epochs] + [epochs])
     elif preset == "quick" or not sp.epochs:
         sp = Space(sp.name, sp.params, [cfg.train.epochs])
-    return cfg, SweepOptions(model=model, out=Path(out), space=sp, **options)
+    opts = SweepOptions(model=model, out=Path(out), space=sp, **options)
+    check_options(opts)
+    return cfg, opts
 
 
 def format_summary(summary: dict) -> str:

@@ -28,7 +28,10 @@ def summarise(study: optuna.Study, opts: SweepOptions) -> dict:
     for t in frozen:
         reason = t.user_attrs.get("reason") or t.system_attrs.get("fail_reason")
         if t.number in retries:
-            reason = f"its worker stopped sending heartbeats; retried as trial {retries[t.number]}"
+            cause = t.user_attrs.get("lost") or "its worker stopped sending heartbeats"
+            reason = f"{cause}; retried as trial {retries[t.number]}"
+        elif t.user_attrs.get("lost"):  # its retry was used up
+            reason = t.user_attrs["lost"]
         trials.append({
             "number": t.number, "state": t.state.name.lower(), "params": decode_params(opts.space, t.params),
             "value": t.value, "epochs_run": t.user_attrs.get("epochs_run"), "max_epochs": t.user_attrs.get("max_epochs"),

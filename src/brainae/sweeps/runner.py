@@ -21,9 +21,10 @@ from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
 from brainae.io import write_json
 from brainae.sweeps.objective import Objective
+from brainae.sweeps.owners import fail_dead_owners
 from brainae.sweeps.study import (
-    SweepOptions, budget, counted, fail_stale, load_study, make_pruner, make_sampler, open_storage, prepare_study,
-    redact, storage_url,
+    SweepOptions, budget, check_options, check_out, claim_out, counted, fail_stale, load_study, make_pruner,
+    make_sampler, open_storage, prepare_study, redact, storage_url,
 )
 
 
@@ -35,25 +36,34 @@ def _print_trial(study: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
           flush=True)
 
 
-def _optimize(cfg: Config, opts: SweepOptions, data: Optional[ImageSet], n_trials: int, worker: int) -> None:
+def _optimize(cfg: Config, opts: SweepOptions, data: Optional[ImageSet], n_trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial replaces its tracebacks
     if data is None:
         from brainae.data.load import load_data
 
         data = load_data(cfg.data, progress=False)
-    seed = None if opts.seed is None else opts.seed + 1000 * worker  # workers must not draw the same trials
-    study = load_study(opts, sampler=make_sampler(opts.sampler, opts.space, seed, opts.trials),
+    # no per-worker seed: the sampler draws every trial with its own seed (see TrialSampler)
+    study = load_study(opts, sampler=make_sampler(opts.sampler, opts.space, opts.seed, opts.trials),
                        pruner=make_pruner(opts.pruner, budget(cfg, opts.space)))
+    callbacks = [_retry_dead_workers] + ([] if opts.quiet else [_print_trial])
     study.optimize(Objective(cfg, opts, data), n_trials=n_trials, timeout=opts.timeout, catch=(Exception,),
-                   callbacks=[] if opts.quiet else [_print_trial], gc_after_trial=True)
+                   callbacks=callbacks, gc_after_trial=True)
 
 
-def _worker(cfg: Config, opts: SweepOptions, n_trials: int, worker: int, threads: int) -> None:
+def _retry_dead_workers(study: optuna.Study, _trial) -> None:
+    """After each trial: a worker on this machine that died mid-trial has its trial retried at once."""
+    try:
+        fail_dead_owners(study)
+    except Exception:
+        pass  # best effort between trials: a storage hiccup must not stop this worker; the heartbeat remains
+
+
+def _worker(cfg: Config, opts: SweepOptions, n_trials: int, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)  # K workers share the cores instead of each taking all of them
     try:
-        _optimize(cfg, opts, None, n_trials, worker)
+        _optimize(cfg, opts, None, n_trials)
     except KeyboardInterrupt:
         sys.exit(130)
 
@@ -71,8 +81,7 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
         >>> cfg = build_config("ae", preset="quick", data="phantom:120")  # doctest: +SKIP
         >>> run_sweep(cfg, SweepOptions("ae", Path("sw"), load_space("seed"), trials=4))["best"]  # doctest: +SKIP
     """
-    if opts.workers < 1 or opts.trials < 1:
-        raise BrainaeError("--workers and --trials must be at least 1")
+    check_options(opts)
     if opts.wandb:
         from brainae.sweeps.wandb_runs import check_wandb
 
@@ -80,19 +89,26 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     make_sampler(opts.sampler, opts.space, opts.seed, opts.trials)  # bad choices fail before any work
     make_pruner(opts.pruner, budget(cfg, opts.space))
+    check_out(opts)
     opts.out.mkdir(parents=True, exist_ok=True)
     url = storage_url(opts.storage, opts.out)
     study = prepare_study(cfg, opts, open_storage(url, opts.heartbeat))
+    claim_out(opts)
     fail_stale(study)
+    lost = fail_dead_owners(study)  # a crashed run's trials: retried now, not after the heartbeat's grace period
     done = counted(study.get_trials(deepcopy=False))
     todo = max(0, opts.trials - done)
     if not opts.quiet:
         print(f"== sweep {opts.name}: {done} trials in {redact(url)}, {todo} to run "
               f"({opts.sampler} sampler, {opts.pruner} pruner, up to {budget(cfg, opts.space)} epochs each, "
               f"{opts.workers} worker{'s' if opts.workers > 1 else ''})", flush=True)
+        if lost:
+            many = len(lost) > 1
+            print(f"trial{'s' if many else ''} {', '.join(map(str, lost))} {'were' if many else 'was'} running in a worker "
+                  f"that died; failed and queued again", flush=True)
     try:
         if todo and opts.workers == 1:
-            _optimize(cfg, opts, data, todo, 0)
+            _optimize(cfg, opts, data, todo)
         elif todo:
             _run_workers(cfg, opts, todo)
     except KeyboardInterrupt:
@@ -115,8 +131,7 @@ def _run_workers(cfg: Config, opts: SweepOptions, todo: int) -> None:
     k = min(opts.workers, todo)
     threads = max(1, (os.cpu_count() or 1) // k)
     ctx = mp.get_context("spawn")  # fork would copy Lightning/torch state and thread pools
-    procs = [ctx.Process(target=_worker, args=(cfg, opts, n, i, threads), daemon=False)
-             for i, n in enumerate(shares(todo, k))]
+    procs = [ctx.Process(target=_worker, args=(cfg, opts, n, threads), daemon=False) for n in shares(todo, k)]
     for p in procs:
         p.start()
     try:

@@ -235,6 +235,8 @@ def parse_space(data: dict, name: str = "custom") -> Space:
         if key == "train.epochs":
             values = p.choices if p.type == "categorical" else [int(p.high)]
             epochs = sorted(int(v) for v in values)
+            if epochs[0] < 1:
+                raise BrainaeError(f"key 'train.epochs': every value must be at least 1 (an epoch budget); got {epochs[0]}")
             continue
         params.append(p)
     if not params:

@@ -5,10 +5,12 @@ Storage: ``sqlite:///DIR/sweep.db`` by default, so running the same command agai
 study. Any SQLAlchemy URL (PostgreSQL, MySQL) or a journal file (``journal:PATH``, or a path ending
 in .log/.journal) lets workers on many machines share one study. RDB storages keep a heartbeat:
 a running trial whose worker has been silent for two heartbeats is marked failed and retried once
-(see ``fail_stale``).
+(see ``fail_stale``); a worker on this machine found dead is handled at once (``owners``).
+One --out folder holds one study (``check_out``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -17,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from brainae.config import Config, to_dict
 from brainae.errors import BrainaeError
+from brainae.io import write_json
+from brainae.sweeps.owners import RETRIES, Retry, stamp
 from brainae.sweeps.space import Space
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
@@ -58,7 +62,22 @@ class SweepOptions:
 
 def budget(cfg: Config, space: Space) -> int:
     """Epochs every trial may train: the space's largest ``train.epochs``, else the config's."""
-    return space.max_epochs or cfg.train.epochs
+    return space.max_epochs if space.epochs else cfg.train.epochs
+
+
+def check_options(opts: SweepOptions) -> None:
+    """Refuse budgets that cannot mean what they say (``--trials 0`` used to run nothing, a
+    negative or zero ``--epochs`` to train without end or for 40 epochs), before any work."""
+    checks = [(opts.trials >= 1, "--trials", "at least 1 (the study's total)", opts.trials),
+              (opts.workers >= 1, "--workers", "at least 1", opts.workers),
+              (opts.timeout is None or opts.timeout > 0, "--timeout", "more than 0 seconds (leave it out for no limit)",
+               opts.timeout)]
+    if opts.space.epochs:
+        checks.append((min(opts.space.epochs) >= 1, "--epochs", "at least 1 (each trial's epoch budget)",
+                       min(opts.space.epochs)))
+    for ok, flag, need, value in checks:
+        if not ok:
+            raise BrainaeError(f"{flag} must be {need}; got {value}")
 
 
 # ---------------------------------------------------------------- storage
@@ -101,8 +120,8 @@ def open_storage(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
             try:
                 with warnings.catch_warnings():  # pytest and -W flags reset the module-level filter
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                    return RDBStorage(with_driver(url), heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                                      heartbeat_stale_trial_callback=Retry(max_retry=RETRIES))
             except (IntegrityError, OperationalError) as e:
                 # workers started together on a new database race to create its tables; the loser
                 # sees a duplicate row or "table ... already exists" and finds them made a moment later
@@ -112,7 +131,33 @@ def open_storage(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
                 time.sleep(0.5 * (attempt + 1))
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:200]
+        missing = _missing_module(e)
+        if missing in DRIVERS:
+            first = f"the database driver '{missing}' is not installed: {DRIVERS[missing]}"
         raise BrainaeError(f"cannot open sweep storage {redact(url)}: {type(e).__name__}: {first}") from None
+
+
+DRIVERS = {"psycopg": "pip install 'psycopg[binary]' (or psycopg2-binary)", "psycopg2": "pip install psycopg2-binary",
+           "pymysql": "pip install pymysql", "MySQLdb": "pip install mysqlclient"}
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` with whichever PostgreSQL driver is installed. SQLAlchemy 2.1 made psycopg
+    (version 3) the default where 2.0 used psycopg2, so the same URL needed a different package
+    depending on the SQLAlchemy version; either driver works with Optuna."""
+    from importlib.util import find_spec
+
+    if url.startswith("postgresql://") and find_spec("psycopg") is None and find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _missing_module(e: BaseException) -> Optional[str]:
+    while e is not None:  # Optuna wraps the driver's ModuleNotFoundError in an ImportError of its own
+        if isinstance(e, ModuleNotFoundError):
+            return e.name
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def load_study(opts: SweepOptions, **kwargs) -> optuna.Study:
@@ -124,7 +169,53 @@ def load_study(opts: SweepOptions, **kwargs) -> optuna.Study:
 # ---------------------------------------------------------------- sampler and pruner
 
 
-def make_sampler(name: str, space: Space, seed: Optional[int], trials: int) -> optuna.samplers.BaseSampler:
+class TrialSampler(optuna.samplers.BaseSampler):
+    """The chosen sampler, made afresh for every trial with a seed drawn from (seed, trial number).
+
+    Trial numbers are unique in a study, so no two trials share a random stream: not two workers,
+    not two machines, not a sweep restarted after a crash (with one fixed seed, a restarted sampler
+    drew the first trials' points again). TPE and GP refit on the study's trials for every trial
+    and random and grid keep nothing between trials, so a fresh sampler per trial changes nothing
+    else. Before it samples, each trial records its owner (``owners.stamp``), so a crash at any
+    later moment leaves a running trial whose worker can be checked.
+    """
+
+    def __init__(self, make, seed: Optional[int]) -> None:
+        self._make, self._seed = make, seed
+        self._number, self._inner = None, make(seed)  # made once here so bad choices fail at once
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        if trial.number != self._number:
+            seed = None if self._seed is None else int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0])
+            self._number, self._inner = trial.number, self._make(seed)
+        return self._inner
+
+    def before_trial(self, study, trial):
+        stamp(study, trial)
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._for(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
+def make_sampler(name: str, space: Space, seed: Optional[int], trials: int) -> TrialSampler:
+    """The sampler ``name`` behind a TrialSampler (see there for how it is seeded)."""
+    return TrialSampler(functools.partial(_sampler, name, space, trials=trials), seed)
+
+
+def _sampler(name: str, space: Space, seed: Optional[int], trials: int) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # a third of the trials (3 to 10) explore at random before TPE models the good region
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)),
@@ -215,3 +306,40 @@ def counted(trials: list[FrozenTrial]) -> int:
     (a dead worker does not use up the budget; its retry, once run, counts instead)."""
     retried = retried_by(trials)
     return sum(t.state == TrialState.RUNNING or (t.state in FINISHED and t.number not in retried) for t in trials)
+
+
+# ---------------------------------------------------------------- the --out folder
+
+OWNER_FILE = "sweep_study.json"
+
+
+def _out_record(opts: SweepOptions) -> dict:
+    # the default storage is named by None, not by its absolute path, so a moved folder still resumes
+    return {"study": opts.name, "model": opts.model, "storage": redact(opts.storage) if opts.storage else None}
+
+
+def check_out(opts: SweepOptions) -> None:
+    """One --out folder holds one study: refuse, before anything is written, a sweep of another
+    study (another --model, --study or --storage) into a folder that holds one, since it would
+    overwrite the first one's sweep.json, figures, best/ and trial folders. The same command resumes."""
+    path = opts.out / OWNER_FILE
+    try:
+        held = json.loads(path.read_text())
+    except FileNotFoundError:  # folders written before this file existed name their study in sweep.json
+        try:
+            held = {k: json.loads((opts.out / "sweep.json").read_text()).get(k) for k in ("study", "model")}
+        except (OSError, ValueError):
+            return
+    except ValueError:
+        raise BrainaeError(f"{path} is not valid JSON; restore it or choose another --out") from None
+    mine = _out_record(opts)
+    if any(k in held and held[k] != mine[k] for k in ("study", "storage")):
+        where = f" in {held['storage']}" if held.get("storage") else ""
+        raise BrainaeError(f"{opts.out} holds the sweep of study '{held.get('study')}' (model {held.get('model')}){where}; "
+                           f"one folder holds one study: choose another --out, or rerun that study's command to resume it")
+
+
+def claim_out(opts: SweepOptions) -> None:
+    """Name this study in --out (once its study is created or resumed; see ``check_out``)."""
+    if not (opts.out / OWNER_FILE).is_file():
+        write_json(opts.out / OWNER_FILE, _out_record(opts))

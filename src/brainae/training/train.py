@@ -48,6 +48,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")  # a diverged step, on purpose
 
 
 def environment(trainer: Optional[L.Trainer] = None) -> dict:
