@@ -85,3 +85,29 @@ def test_kill_9_at_random_moments_loses_at_most_the_epoch_in_progress(tmp_path):
         assert _finished_epochs(run) - (ckpt["epoch"] + 1) <= 1, kill  # "epoch" is 0-based
         assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     assert _finished_epochs(run) >= 10
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_ones(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from brainae.training import train as train_module
+
+    real_save, calls = torch.save, []
+
+    def save_until_the_disk_fills(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # epoch 1 writes best and last; epoch 2 finds the disk full
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.torch, "save", save_until_the_disk_fills)
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", *TINY, "--epochs", "3", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the disk is full" in err[0] and "best.ckpt" in err[0]
+    monkeypatch.setattr(train_module.torch, "save", real_save)
+    for name in ("best", "last"):
+        assert torch.load(run / "checkpoints" / f"{name}.ckpt", weights_only=True)["epoch"] == 0
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]

@@ -18,6 +18,7 @@ the background meets what raw scans look like. Subject i's head, pose and tumour
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from brainae.errors import BrainaeError
+from brainae.io import atomic_write_bytes, atomic_write_text
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 # layout -> storage axis codes (as nibabel.aff2axcodes gives them), voxel spacing in mm, shape
@@ -264,11 +266,11 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     img.set_qform(affine, code=1)  # 1 = scanner coordinates
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
-    nib.save(img, str(path))
+    atomic_write_bytes(path, gzip.compress(img.to_bytes(), mtime=0))  # never a half-written volume
 
 
 def _write_bids_metadata(root: Path, entries: list) -> None:
     description = {"Name": "brainae synthetic brain MRI phantom", "BIDSVersion": "1.8.0", "DatasetType": "raw"}
-    (root / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
+    atomic_write_text(root / "dataset_description.json", json.dumps(description, indent=2) + "\n")
     rows = [f"{e['id']}\t{'tumor' if e['tumor'] else 'healthy'}" for e in entries]
-    (root / "participants.tsv").write_text("participant_id\tgroup\n" + "\n".join(rows) + "\n")
+    atomic_write_text(root / "participants.tsv", "participant_id\tgroup\n" + "\n".join(rows) + "\n")

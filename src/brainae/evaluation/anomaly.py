@@ -233,7 +233,7 @@ def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optiona
         >>> run_anomaly("runs/ae_healthy", normal="no_tumor")["image_level"]["mse"]["auroc"]  # doctest: +SKIP
     """
     from brainae.evaluation.evaluate import resolve_eval_data
-    from brainae.io import write_json
+    from brainae.io import atomic_write_bytes, write_json
     from brainae.training.run import load_run
     from brainae.visualization.denoise_anomaly import residual_grid, score_histograms
     from brainae.visualization.plots import figure_png
@@ -249,10 +249,10 @@ def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optiona
     idx = example_indices(arrays["is_anomaly"], n_examples)
     fig = residual_grid(arrays["images"][idx], arrays["recons"][idx], arrays["residuals"][idx],
                         None if ds.masks is None else ds.masks[idx], [ds.classes[ds.labels[i]] for i in idx])
-    (out_dir / "anomaly_residuals.png").write_bytes(figure_png(fig))
+    atomic_write_bytes(out_dir / "anomaly_residuals.png", figure_png(fig))
     aurocs = {k: v["auroc"] for k, v in result["image_level"].items()}
     hist = score_histograms(arrays["scores"], arrays["is_anomaly"], aurocs)
-    (out_dir / "anomaly_scores.png").write_bytes(figure_png(hist))
+    atomic_write_bytes(out_dir / "anomaly_scores.png", figure_png(hist))
     result["figures"] = {"residuals": "anomaly_residuals.png", "scores": "anomaly_scores.png"}
     write_json(out_dir / "anomaly.json", result)
     return {**result, "out_dir": str(out_dir)}

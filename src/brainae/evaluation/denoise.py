@@ -280,7 +280,7 @@ def run_denoise(run_dirs: Sequence[str | Path], data: Optional[str] = None, nois
         >>> run_denoise(["runs/dae"], noise="gaussian:0.1,0.3", baselines=["tv"], out="den")  # doctest: +SKIP
     """
     from brainae.evaluation.evaluate import resolve_eval_data
-    from brainae.io import write_json
+    from brainae.io import atomic_write_bytes, write_json
     from brainae.training.run import load_run
     from brainae.visualization.denoise_anomaly import denoise_grid, psnr_vs_level
     from brainae.visualization.plots import figure_png
@@ -310,9 +310,9 @@ def run_denoise(run_dirs: Sequence[str | Path], data: Optional[str] = None, nois
     figures = {}
     for lv, ex in examples.items():
         fname = f"denoise_examples_{lv.replace(':', '_')}.png"
-        (out_dir / fname).write_bytes(figure_png(denoise_grid(ex, lv)))
+        atomic_write_bytes(out_dir / fname, figure_png(denoise_grid(ex, lv)))
         figures[lv] = fname
-    (out_dir / "denoise_psnr.png").write_bytes(figure_png(psnr_vs_level(result)))
+    atomic_write_bytes(out_dir / "denoise_psnr.png", figure_png(psnr_vs_level(result)))
     result["figures"] = {"examples": figures, "psnr_vs_level": "denoise_psnr.png"}
     write_json(out_dir / "denoise.json", result)
     return {**result, "out_dir": str(out_dir)}

@@ -96,6 +96,6 @@ def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, 
 def write_code_prior(run_dir: str | Path, prior: MixturePrior) -> Path:
     """Save ``prior`` as the run's ``prior.pt`` (atomically); :func:`load_run` attaches it."""
     path = Path(run_dir) / PRIOR_FILE
-    with atomic_path(path) as tmp:
-        torch.save(prior.state(), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(prior.state(), f)  # an open file: a full disk keeps its errno (a file name loses it)
     return path

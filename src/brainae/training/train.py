@@ -26,6 +26,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from brainae import __version__
@@ -33,7 +34,7 @@ from brainae.config import Config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
-from brainae.io import atomic_write_text, write_json
+from brainae.io import atomic_path, atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
 from brainae.training.module import AutoencoderModule
 from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_code_prior
@@ -130,6 +131,19 @@ def keep_normal_only(ds: ImageSet, name: str) -> ImageSet:
     return ds.subset((ds.splits == "test") | (ds.labels == ds.classes.index(name)))
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their target and renamed into place (``io.atomic_path``).
+
+    Lightning's own save goes through the system's temp folder; on another file system its final move is
+    a copy over the old file, so a full disk leaves a truncated ``last.ckpt``. Here a full disk is one
+    clear error and the previous checkpoints stay whole; files also get the umask's mode.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)  # an open file: torch then reports a full disk with its errno
+
+
 def check_devices(cfg: Config) -> None:
     """Refuse a device the machine does not have before any data is loaded."""
     acc, n = cfg.train.accelerator, cfg.train.devices
@@ -222,7 +236,7 @@ def train(
     best = ModelCheckpoint(
         dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
         save_top_k=1, save_last=True, enable_version_counter=False,
-    )  # Lightning writes checkpoints atomically (temp file, then rename)
+    )  # written beside their target and renamed into place (AtomicCheckpointIO)
     extra = []
     if cfg.train.early_stopping:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
@@ -241,6 +255,7 @@ def train(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=out,
+        plugins=[AtomicCheckpointIO()],
     )
     start = time.perf_counter()
     try:
