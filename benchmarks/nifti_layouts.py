@@ -7,7 +7,7 @@
    AUROC / AUPRC of the reconstruction-error scores and pixel-level AUROC / AUPRC and best Dice
    against the tumour masks, on the test subjects.
 
-    python benchmarks/nifti_layouts.py [--subjects 20] [--epochs 40] [--image-size 64]
+    python benchmarks/nifti_layouts.py [--subjects 20] [--epochs 40] [--image-size 64] [--modality flair]
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--modality", default="flair", help="the image the detector sees (FLAIR shows edema bright)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "nifti_layouts_cpu"))
     args = ap.parse_args()
     res = {"machine": machine(), "command": "python benchmarks/nifti_layouts.py " + " ".join(sys.argv[1:]),
@@ -68,14 +69,16 @@ def main() -> int:
         start = time.perf_counter()
         code = brainae(["train", "--data", str(Path(tmp) / "brats"), "--model", "ae", "--preset", "seed",
                         "--normal-only", "no_tumor", "--epochs", str(args.epochs), "--latent-dim", "128",
+                        "--modality", args.modality,
                         *common, "--out", str(run)])
         assert code == 0, "training failed"
         code = brainae(["anomaly", str(run), "--no-progress"])
         assert code == 0, "anomaly failed"
         anomaly = json.loads((run / "anomaly" / "anomaly.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
-        res["anomaly"] = {"recipe": f"study AE (preset seed), latent 128, {args.image_size} px, {args.epochs} epochs, "
-                                    "trained and selected on no_tumor slices of the training subjects",
+        res["anomaly"] = {"recipe": f"study AE (preset seed), latent 128, {args.modality.upper()}, {args.image_size} px, "
+                                    f"{args.epochs} epochs, trained and selected on no_tumor slices of the training "
+                                    "subjects",
                           "minutes": round((time.perf_counter() - start) / 60, 1),
                           "best_epoch": metrics["best_epoch"], "n_train": metrics["n_train"],
                           **{k: anomaly[k] for k in ("n", "n_tumor", "n_normal", "image_level", "pixel_level")}}
