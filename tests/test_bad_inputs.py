@@ -164,3 +164,49 @@ def test_user_mistake_is_one_line_and_changes_nothing(base, tmp_path, capsys, ar
 
 def test_at_least_sixty_cases():
     assert len(CASES) >= 60
+
+
+def test_dangling_links_and_unlistable_folders_are_skipped_and_counted(tmp_path, monkeypatch):
+    import os
+
+    from brainae.config import DataConfig
+    from brainae.data import folder
+    from brainae.data.load import load_data
+
+    root = tmp_path / "data"
+    for c, name in enumerate(("glioma", "no_tumor")):
+        for i in range(8):
+            write_image(root / name / f"{i}.png", fake_slice(np.random.default_rng(10 * c + i), 40, 40, c))
+    (root / "glioma" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "glioma" / "locked").mkdir()
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # as root no folder is unreadable: make one so
+        if str(top).endswith("glioma") and onerror:
+            onerror(PermissionError(13, "Permission denied", str(root / "glioma" / "locked")))
+        yield from real_walk(top, onerror=onerror, **kw)
+
+    monkeypatch.setattr(folder.os, "walk", walk)
+    ds = load_data(DataConfig(spec=str(root), image_size=16), progress=False)
+    skipped = dict(ds.skipped)
+    assert set(skipped) == {str(root / "glioma" / "gone.png"), str(root / "glioma" / "locked")}
+    assert "FileNotFoundError" in skipped[str(root / "glioma" / "gone.png")]
+    assert "PermissionError" in skipped[str(root / "glioma" / "locked")]
+    assert len(ds) == 16
+
+
+def test_out_on_a_read_only_mount_is_refused_before_any_work(tmp_path, capsys):
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a read-only tmpfs is not permitted here")
+    try:
+        capsys.readouterr()
+        assert main(["train", *FAST, "--out", str(ro / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "read-only or no permission" in err[0]
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

@@ -89,3 +89,25 @@ def test_resume_with_another_network_changes_nothing(clean_run, tmp_path, capsys
     assert code == 2
     assert "does not fit the configured network" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_resume_from_a_truncated_last_checkpoint_is_one_line(clean_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(clean_run, run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:2000])
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", "--epochs", "2", "--no-progress", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read" in err[0] and "last.ckpt" in err[0]
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_evaluate_a_run_whose_config_no_longer_fits_its_checkpoint(clean_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(clean_run, run)
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("latent_dim: 8", "latent_dim: 16"))
+    assert main(["evaluate", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit the network" in err[0] and "config.yaml" in err[0]
