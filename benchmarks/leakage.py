@@ -162,7 +162,7 @@ def main() -> int:
         print(f"no data at {data}", file=sys.stderr)
         return 2
     res = {"data": "brain-tumor-mri/Training" if data.resolve() == DEFAULT_DATA.resolve() else data.name,
-           "machine": machine(), "command": "python benchmarks/leakage.py " + " ".join(sys.argv[1:]),
+           "machine": machine(), "command": " ".join(["python benchmarks/leakage.py", *sys.argv[1:]]),
            "near_threshold": NEAR, "epochs": args.epochs}
     res["carved_splits"] = carved_splits(str(data))
     print(json.dumps(res["carved_splits"], indent=1))

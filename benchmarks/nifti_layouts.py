@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--modality", default="flair", help="the image the detector sees (FLAIR shows edema bright)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "nifti_layouts_cpu"))
     args = ap.parse_args()
-    res = {"machine": machine(), "command": "python benchmarks/nifti_layouts.py " + " ".join(sys.argv[1:]),
+    res = {"machine": machine(), "command": " ".join(["python benchmarks/nifti_layouts.py", *sys.argv[1:]]),
            "data": f"brainae data synth, {args.subjects} subjects per layout, seed 0"}
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("brats", "bids"):
