@@ -183,22 +183,22 @@ def assign_group_splits(labels: np.ndarray, given: list, comp: np.ndarray, val_f
 
 def summarize(ds: ImageSet, how: str, kinds: list[str], near_threshold: int, regex_info: dict | None) -> dict:
     """What ``data.json`` and ``data inspect`` show: the grouping, groups per split, named groups, removals."""
+    out = {"split": how, "unit": ds.group_unit or "image", "kinds": kinds, "near_threshold": near_threshold,
+           "removed": {"count": len(ds.removed), "reasons": reason_counts(ds.removed)}}
+    if regex_info:
+        out["group_by"] = regex_info
+    return out | counts(ds)
+
+
+def counts(ds: ImageSet) -> dict:
+    """Groups per split and, for named groups, their names per split: recounted after ``--limit``."""
     splits = np.asarray(ds.splits).astype(str)
     present = [s for s in SPLITS if (splits == s).any()]
-    out = {
-        "split": how,
-        "unit": ds.group_unit or "image",
-        "kinds": kinds,
-        "near_threshold": near_threshold,
-        "groups": {s: int(len(np.unique(ds.groups[splits == s]))) for s in present},
-        "removed": {"count": len(ds.removed), "reasons": reason_counts(ds.removed)},
-    }
+    out: dict = {"groups": {s: int(len(np.unique(ds.groups[splits == s]))) for s in present}}
     if ds.group_unit:
         names = np.array(ds.group_names, dtype=object)
         out["names"] = {s: sorted({n for n in names[splits == s] if n}) for s in present}
         out["named_groups"] = {s: len(out["names"][s]) for s in present}
-    if regex_info:
-        out["group_by"] = regex_info
     return out
 
 

@@ -241,6 +241,10 @@ def load_data(cfg: DataConfig, progress: bool = True, require_training: bool = T
         from brainae.data.inspect import dedupe
 
         ds, _ = dedupe(ds)
+    if (cfg.limit or cfg.dedupe) and not raw:
+        from brainae.data.grouping import counts
+
+        ds.grouping = ds.grouping | counts(ds)  # what is left after --limit / --dedupe
     if require_training and (not (ds.splits == "train").any() or not (ds.splits == "val").any()):
         raise BrainaeError(f"data '{cfg.spec}' has too few images for train and validation splits; add images")
     return ds
