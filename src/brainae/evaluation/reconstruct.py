@@ -58,7 +58,7 @@ def write_volumes(ds: ImageSet, recon: np.ndarray, spec_arg: str, cfg, out: Path
     for i, src in enumerate(ds.sources):
         rows[_slice_ref(src)[0]].append(i)
     aspect, axis = keep_aspect(cfg, "nifti"), cfg.nifti_axis
-    x, r = with_channels(ds.images).astype(np.float32) / 255.0, with_channels(recon)
+    x, r = with_channels(ds.images), with_channels(recon)  # uint8 input: scaled per slice below, not all at once
     written = []
     for file, idx in tqdm(sorted(rows.items()), desc="writing volumes", unit="scan", disable=not progress, leave=False):
         scan = by_file.get(file)
@@ -68,8 +68,8 @@ def write_volumes(ds: ImageSet, recon: np.ndarray, spec_arg: str, cfg, out: Path
         header = nib.load(str(file)).header
         folder, shape = out / scan.name, upright_shape(vol, axis)
         for c, mod in enumerate(modalities):
-            slices = {kind: {_slice_ref(ds.sources[i])[2]: unresize_square(a[i, c], shape, aspect) for i in idx}
-                      for kind, a in (("input", x), ("recon", r))}
+            slices = {kind: {_slice_ref(ds.sources[i])[2]: unresize_square(a[i, c] * scale, shape, aspect) for i in idx}
+                      for kind, a, scale in (("input", x, 1 / 255.0), ("recon", r, 1.0))}
             volumes = {kind: volume_from_slices(vol, axis, s) for kind, s in slices.items()}
             volumes["residual"] = np.abs(volumes["input"] - volumes["recon"])  # as seen on the scan's grid
             for kind, data in volumes.items():
