@@ -233,10 +233,11 @@ def train(
         print(f"left out {len(ds.removed)} train/val image(s) that copy a held-out image or share its {ds.group_unit or 'group'}; list in {out / 'removed.txt'}")
 
     train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
-    best = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
-        save_top_k=1, save_last=True, enable_version_counter=False,
-    )  # written beside their target and renamed into place (AtomicCheckpointIO)
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
+                           save_top_k=1, enable_version_counter=False)
+    # last.ckpt after every epoch: Lightning's save_last writes it only when best.ckpt improves, so a
+    # crash would lose every epoch since the last improvement. Both go through AtomicCheckpointIO.
+    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     extra = []
     if cfg.train.early_stopping:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
@@ -249,7 +250,7 @@ def train(
         devices=cfg.train.devices,
         strategy="ddp" if cfg.train.devices > 1 else "auto",
         precision=cfg.train.precision,
-        callbacks=[best, HistoryCSV(out / "history.csv"), *extra, *(callbacks or [])],
+        callbacks=[best, latest, HistoryCSV(out / "history.csv"), *extra, *(callbacks or [])],
         logger=False,
         enable_progress_bar=cfg.train.progress,
         enable_model_summary=False,
