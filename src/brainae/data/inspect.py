@@ -233,12 +233,7 @@ def inspect_imageset(ds: ImageSet, near_threshold: int = 4) -> dict:
         {'exact': 88, 'near': 3}
     """
     splits = np.asarray(ds.splits).astype(str)
-    dups = find_duplicates(ds, near_threshold)
-    similar = 0
-    if ds.group_unit in ("subject", "volume") and ds.groups is not None:
-        # Slices of different heads that only look alike (the top of any skull) are not copies: the split
-        # groups join two subjects only when most of their slices match. Report copies as grouped.
-        dups, similar = {k: _within(g, ds.groups) for k, g in dups.items()}, _across(dups["exact"] + dups["near"], ds.groups)
+    dups, similar = copies(ds, near_threshold)
     counts = {
         s: {c: int(np.sum((splits == s) & (ds.labels == k))) for k, c in enumerate(ds.classes)}
         for s in _split_names(splits)
@@ -268,6 +263,19 @@ def inspect_imageset(ds: ImageSet, near_threshold: int = 4) -> dict:
         "grouping": ds.grouping,
         "removed": {"count": len(ds.removed), "first": [list(r) for r in ds.removed[:5]]},
     }
+
+
+def copies(ds: ImageSet, near_threshold: int) -> tuple[dict, int]:
+    """Duplicate groups as the splits see them, and how many look-alike groups span several subjects.
+
+    Slices of different heads that only look alike (the top of any skull) are not copies: the split
+    groups join two subjects only when most of their slices match, so for volumes a duplicate group is
+    cut into its parts within one split group.
+    """
+    dups = find_duplicates(ds, near_threshold)
+    if ds.group_unit not in ("subject", "volume") or ds.groups is None:
+        return dups, 0
+    return {k: _within(g, ds.groups) for k, g in dups.items()}, _across(dups["exact"] + dups["near"], ds.groups)
 
 
 def _within(groups: list[list[int]], comp: np.ndarray) -> list[list[int]]:
@@ -383,12 +391,7 @@ def dedupe(ds: ImageSet, near: bool = False, near_threshold: int = 4) -> tuple[I
     """
     n = len(ds)
     splits = np.asarray(ds.splits).astype(str)
-    dups = find_duplicates(ds, near_threshold)
-    similar = 0
-    if ds.group_unit in ("subject", "volume") and ds.groups is not None:
-        # Slices of different heads that only look alike (the top of any skull) are not copies: the split
-        # groups join two subjects only when most of their slices match. Report copies as grouped.
-        dups, similar = {k: _within(g, ds.groups) for k, g in dups.items()}, _across(dups["exact"] + dups["near"], ds.groups)
+    dups, _ = copies(ds, near_threshold)
     groups = dups["exact"] + (dups["near"] if near else [])
     comp = _components(n, *_group_edges(groups))
     has_test, has_val = _has_member_in(comp, splits == "test"), _has_member_in(comp, splits == "val")
