@@ -14,7 +14,7 @@ nib = pytest.importorskip("nibabel")
 from brainae.cli import main  # noqa: E402
 from brainae.config import DataConfig  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
-from brainae.data.nifti import nifti_items, read_volume, slice_image  # noqa: E402
+from brainae.data.nifti import nifti_items, read_volume  # noqa: E402
 from brainae.data.nifti_layout import find_scans  # noqa: E402
 from brainae.data.synth_nifti import write_synthetic_nifti  # noqa: E402
 from brainae.errors import BrainaeError  # noqa: E402

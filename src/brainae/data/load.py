@@ -218,7 +218,7 @@ def load_data(cfg: DataConfig, progress: bool = True, require_training: bool = T
         >>> sorted(set(ds.splits)), ds.images.shape[1:]
         (['test', 'train', 'val'], (64, 64))
     """
-    from brainae.data.grouping import split_by_groups
+    from brainae.data.grouping import counts, split_by_groups, summarize
 
     kind, arg = parse_spec(cfg.spec)
     if kind == "phantom":
@@ -230,9 +230,7 @@ def load_data(cfg: DataConfig, progress: bool = True, require_training: bool = T
         ds.splits = assign_splits(ds.labels, given, cfg.val_fraction, cfg.test_fraction, cfg.seed)
         ds.groups = np.arange(len(ds))
         ds.group_names, ds.group_unit = [""] * len(ds), ""
-        ds.grouping = {"split": "image by image (raw: no grouping, nothing left out)", "unit": "image", "kinds": [],
-                       "groups": {s: int((ds.splits == s).sum()) for s in ("train", "val", "test")},
-                       "removed": {"count": 0, "reasons": {}}}
+        ds.grouping = summarize(ds, "image by image (raw: no grouping, nothing left out)", [], cfg.near_threshold, None)
     else:
         ds = split_by_groups(ds, cfg, keys, require_training)
     if cfg.limit:
@@ -241,9 +239,7 @@ def load_data(cfg: DataConfig, progress: bool = True, require_training: bool = T
         from brainae.data.inspect import dedupe
 
         ds, _ = dedupe(ds)
-    if (cfg.limit or cfg.dedupe) and not raw:
-        from brainae.data.grouping import counts
-
+    if cfg.limit or cfg.dedupe:
         ds.grouping = ds.grouping | counts(ds)  # what is left after --limit / --dedupe
     if require_training and (not (ds.splits == "train").any() or not (ds.splits == "val").any()):
         raise BrainaeError(f"data '{cfg.spec}' has too few images for train and validation splits; add images")
