@@ -236,16 +236,20 @@ def test_a_full_disk_costs_the_cache_but_not_the_data_or_the_previous_cache(imag
     root = image_folder(None, per_class=3)
     first = load_data(DataConfig(spec=str(root), image_size=32), progress=False)
     (cache,) = cache_env.glob("*.npz")
+    (images,) = cache_env.glob("*.images.npy")
     cache.write_bytes(b"previous, damaged")  # so the next load rebuilds and rewrites it
+    images.write_bytes(b"previous images")
 
-    def savez_fills_up(f, **arrays):
+    def save_fills_up(f, *arrays, **named):
         f.write(b"PK\x03\x04 partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", savez_fills_up)
+    monkeypatch.setattr(np, "save", save_fills_up)
+    monkeypatch.setattr(np, "savez", save_fills_up)
     again = load_data(DataConfig(spec=str(root), image_size=32), progress=False)
     np.testing.assert_array_equal(again.images, first.images)
-    assert cache.read_bytes() == b"previous, damaged" and files(cache_env) == [cache.name]
+    assert cache.read_bytes() == b"previous, damaged" and images.read_bytes() == b"previous images"
+    assert files(cache_env) == sorted([cache.name, images.name])
 
 
 def test_the_report_on_a_full_disk_keeps_the_previous_report(tmp_path, monkeypatch):
@@ -321,9 +325,12 @@ def test_tmpfs_full_cache_folder(image_folder, tiny_fs, monkeypatch):
     root = image_folder(None, per_class=3)
     first = load_data(DataConfig(spec=str(root), image_size=32), progress=False)
     (cache,) = tiny_fs.glob("*.npz")
+    (images,) = tiny_fs.glob("*.images.npy")
     cache.write_bytes(b"previous, damaged")
+    images.write_bytes(b"previous images")
     with open(tiny_fs / "filler", "wb") as f:  # leave a page or two: less than the cache needs
         f.write(bytes(max(0, free_bytes(tiny_fs) - 8192)))
     again = load_data(DataConfig(spec=str(root), image_size=32), progress=False)
     np.testing.assert_array_equal(again.images, first.images)
-    assert cache.read_bytes() == b"previous, damaged" and files(tiny_fs) == sorted([cache.name, "filler"])
+    assert cache.read_bytes() == b"previous, damaged" and images.read_bytes() == b"previous images"
+    assert files(tiny_fs) == sorted([cache.name, images.name, "filler"])

@@ -89,9 +89,14 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--limit", type=COUNT, help="at most N training images (val/test shrink in proportion); 0 = all")
     p.add_argument("--image-size", type=_int_at_least(8), help="square size images are resized to (default 128)")
     p.add_argument("--seed", type=COUNT, help="training seed (default 0)")
-    p.add_argument("--precision", choices=["32", "bf16-mixed", "16-mixed"])
+    p.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
+                   help="number format: auto (default) trains in bf16-mixed where the CPU (AVX512-BF16, AMX) or "
+                        "GPU computes bf16 natively and in 32 elsewhere; weights and metrics stay float32")
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device (default auto)")
     p.add_argument("--devices", type=POSITIVE, help="number of GPUs (or CPU processes); more than one trains with DDP")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the network, with CUDA graphs on a GPU (small batches wait on kernel launches "
+                        "there); the first epoch also compiles, so it pays only on longer runs; off by default")
     p.add_argument("--dedupe", action="store_true", default=None, help="drop duplicate images that would leak into validation/test")
     p.add_argument("--noise", metavar="SPEC",
                    help="train as a denoiser: noisy input, clean target, noise drawn afresh per batch "
@@ -186,7 +191,7 @@ def _flat(args: argparse.Namespace) -> dict:
                 noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
                 loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
                 early_stopping=args.early_stopping, ema=args.ema, likelihood=args.likelihood,
-                prior_components=args.prior_components, **_data_flags(args))
+                prior_components=args.prior_components, compile=getattr(args, "compile", None), **_data_flags(args))
 
 
 def _data_flags(args: argparse.Namespace) -> dict:
@@ -318,8 +323,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         args.model, args.out, data=args.data, preset=args.preset, config_file=args.config, overrides=args.overrides,
         space=args.space, epochs=args.epochs, limit=args.limit, image_size=args.image_size,
         accelerator=args.accelerator, trials=args.trials, timeout=args.timeout, sampler=args.sampler,
-        pruner=args.pruner, storage=args.storage, study_name=args.study, workers=args.workers, seed=args.seed,
-        wandb=args.wandb, quiet=args.no_progress,
+        pruner=args.pruner, storage=args.storage, study_name=args.study, workers=args.workers,
+        trials_per_device=args.trials_per_device, seed=args.seed, wandb=args.wandb, quiet=args.no_progress,
     )
     try:
         summary = run_sweep(cfg, opts)
@@ -530,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "used before with another model, space or data is refused")
     p.add_argument("--workers", type=POSITIVE, default=1, metavar="K",
                    help="local worker processes sharing the study (each loads the data once; default 1)")
+    p.add_argument("--trials-per-device", type=POSITIVE, default=0, metavar="K",
+                   help="K workers per GPU, each GPU shared by K trials at once (the study's batch-16 networks leave "
+                        "most of a large GPU idle); on a machine without a GPU, K workers; overrides --workers")
     p.add_argument("--seed", type=COUNT, default=0, help="sampler seed: trial N draws with a seed made from this and N, so workers, machines and restarts never repeat draws (default 0)")
     p.add_argument("--wandb", action="store_true", help="also log every trial as a W&B run, offline unless WANDB_MODE "
                    "says otherwise, under $WANDB_DIR (default DIR/wandb); needs pip install 'brainae[wandb]'; upload "

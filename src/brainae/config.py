@@ -70,7 +70,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 5e-4
     weight_decay: float = 0.0
-    precision: str = "32"  # 32 | bf16-mixed | 16-mixed
+    precision: str = "auto"  # auto (bf16-mixed where the CPU or GPU computes bf16 natively, else 32) | 32 | bf16-mixed | 16-mixed
     accelerator: str = "auto"  # auto | cpu | cuda | mps
     devices: int = 1
     num_workers: int = 0
@@ -83,6 +83,7 @@ class TrainConfig:
     schedule: str = "none"  # none | cosine | onecycle (learning rate per step)
     early_stopping: int = 0  # patience in epochs on validation loss; 0 = off
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 = off
+    compile: bool = False  # torch.compile the network (on a GPU with CUDA graphs); pays on GPUs, not on this kind of CPU
     augment: str = ""  # comma list of flip, affine, intensity (or "all"); applied on the fly to training batches
 
 
@@ -249,7 +250,7 @@ def build_config(
         "noise": "train.noise", "normal_only": "train.normal_only", "skips": "model.skips",
         "residual_output": "model.residual_output", "loss": "train.loss", "augment": "train.augment",
         "optimizer": "train.optimizer", "schedule": "train.schedule", "early_stopping": "train.early_stopping",
-        "ema": "train.ema", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
+        "ema": "train.ema", "compile": "train.compile", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
         "group_by": "data.group_by", "keep_duplicates": "data.keep_duplicates", "modality": "data.modality",
         "slices": "data.slices", "crop_foreground": "data.crop_foreground", "keep_aspect": "data.keep_aspect",
         "axis": "data.nifti_axis",
@@ -293,8 +294,8 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.data.test_fraction < 1, "data.test_fraction", "must be in [0, 1)"),
         (cfg.data.normalize in ("none", "minmax", "percentile", "zscore"), "data.normalize",
          "must be none, minmax, percentile or zscore"),
-        (cfg.train.precision in ("32", "bf16-mixed", "16-mixed", "64"), "train.precision",
-         "must be 32, bf16-mixed or 16-mixed"),
+        (cfg.train.precision in ("auto", "32", "bf16-mixed", "16-mixed", "64"), "train.precision",
+         "must be auto, 32, bf16-mixed or 16-mixed"),
         (cfg.data.limit >= 0, "data.limit", "must be 0 (all) or positive"),
         (0 <= cfg.data.near_threshold <= 32, "data.near_threshold", "must be 0..32 bits (2 is data inspect's rule)"),
         (cfg.data.nifti_axis in (0, 1, 2), "data.nifti_axis", "must be 0 (sagittal), 1 (coronal) or 2 (axial)"),

@@ -25,7 +25,7 @@ from brainae.data.types import ImageSet, RawItem
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: images in their own .npy, memory-mapped
 DEFAULT_PHANTOM_COUNT = 1200
 SPEC_HELP = "phantom[:N], a folder of class sub-folders, hf:OWNER/NAME[@REVISION], or a .nii/.nii.gz file / nifti:FOLDER"
 
@@ -153,13 +153,17 @@ def _build(spec: str, kind: str, arg: str, cfg: DataConfig, progress: bool) -> t
     items, skipped, description, unit = list_items(kind, arg, cfg)
     aspect = keep_aspect(cfg, kind)
     key = _cache_key(spec, items, cfg, aspect)
-    path = cache_dir() / f"{key}.npz"
-    if path.is_file():
+    path, image_path = cache_dir() / f"{key}.npz", cache_dir() / f"{key}.images.npy"
+    if path.is_file() and image_path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 index = json.loads(str(z["index"]))
-                images = z["images"]
                 masks = z["masks"] if "masks" in z.files else None
+            # mapped, not read: pages come from disk as batches touch them, and the OS may drop them again,
+            # so a dataset larger than memory trains (brainae.training.loader gathers from the map)
+            images = np.load(image_path, mmap_mode="r", allow_pickle=False)
+            if len(images) != len(index["labels"]):
+                raise ValueError("cache files disagree")
             return _from_index(images, masks, index), index["exact_keys"]
         except Exception:
             pass  # a cache from an older version or a damaged file: rebuild it
@@ -187,11 +191,11 @@ def _build(spec: str, kind: str, arg: str, cfg: DataConfig, progress: bool) -> t
         # hashing the files here, once, spares reading every file again at each load for grouping
         "exact_keys": exact_keys(sources, images),
     }
-    try:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                arrays = {"masks": masks} if masks is not None else {}
-                np.savez(f, images=images, index=np.array(json.dumps(index)), **arrays)
+    try:  # the images first: the index file's presence says both are whole
+        with atomic_path(image_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, images, allow_pickle=False)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, index=np.array(json.dumps(index)), **({"masks": masks} if masks is not None else {}))
     except OSError:
         pass  # a read-only cache folder costs speed, not correctness
     return _from_index(images, masks, index), index["exact_keys"]

@@ -37,6 +37,7 @@ from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.registry import get, names, register
+from brainae.training.precision import infer
 
 DEFAULT_BASELINES = ("nlm", "tv", "wavelet", "bilateral", "median", "bm3d")
 NOTES: dict[str, str] = {}  # denoiser -> why it cannot run here (filled by availability checks)
@@ -148,7 +149,7 @@ def network_denoiser(model: torch.nn.Module, batch_size: int = 64) -> Callable[[
         out = []
         for i in range(0, len(noisy), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(noisy[i:i + batch_size, None], np.float32)).to(device)
-            out.append(model(x).recon.float().cpu().numpy()[:, 0])
+            out.append(infer(model, x).recon.float().cpu().numpy()[:, 0])
         return np.concatenate(out)
 
     return run

@@ -15,6 +15,7 @@ from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.io import write_json
+from brainae.training.precision import infer
 from brainae.training.run import load_run
 
 METRICS = ("mse", "psnr", "ssim")
@@ -27,7 +28,7 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64
     out = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(with_channels(images[i:i + batch_size])).to(device).float() / 255.0
-        out.append(model(x).recon.float().cpu().numpy())
+        out.append(infer(model, x).recon.float().cpu().numpy())
     recon = np.concatenate(out) if out else np.zeros((0,) + with_channels(images).shape[1:], np.float32)
     return recon[:, 0] if images.ndim == 3 else recon
 

@@ -58,14 +58,36 @@ def _retry_dead_workers(study: optuna.Study, _trial) -> None:
         pass  # best effort between trials: a storage hiccup must not stop this worker; the heartbeat remains
 
 
-def _worker(cfg: Config, opts: SweepOptions, n_trials: int, threads: int) -> None:
+def _worker(cfg: Config, opts: SweepOptions, n_trials: int, threads: int, gpu: Optional[str] = None) -> None:
     import torch
 
+    if gpu is not None:  # before this process first touches CUDA: it sees one GPU, its share
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     torch.set_num_threads(threads)  # K workers share the cores instead of each taking all of them
     try:
         _optimize(cfg, opts, None, n_trials)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def visible_gpus(cfg: Config) -> list[str]:
+    """The CUDA devices trials may use (their ids as CUDA_VISIBLE_DEVICES names them); [] on a CPU run."""
+    import torch
+
+    from brainae.training.precision import uses_cuda
+
+    if not uses_cuda(cfg.train.accelerator) or not torch.cuda.is_available():
+        return []
+    named = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return named or [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_count(cfg: Config, opts: SweepOptions) -> int:
+    """``--trials-per-device K``: K workers per GPU (a batch-16 trial of the study's AE leaves most of a
+    large GPU idle), or K on a CPU-only machine; otherwise ``--workers``."""
+    if not opts.trials_per_device:
+        return opts.workers
+    return opts.trials_per_device * max(1, len(visible_gpus(cfg)))
 
 
 def shares(n: int, k: int) -> list[int]:
@@ -101,13 +123,13 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
     if not opts.quiet:
         print(f"== sweep {opts.name}: {done} trials in {redact(url)}, {todo} to run "
               f"({opts.sampler} sampler, {opts.pruner} pruner, up to {budget(cfg, opts.space)} epochs each, "
-              f"{opts.workers} worker{'s' if opts.workers > 1 else ''})", flush=True)
+              f"{worker_count(cfg, opts)} worker{'s' if worker_count(cfg, opts) > 1 else ''})", flush=True)
         if lost:
             many = len(lost) > 1
             print(f"trial{'s' if many else ''} {', '.join(map(str, lost))} {'were' if many else 'was'} running in a worker "
                   f"that died; failed and queued again", flush=True)
     try:
-        if todo and opts.workers == 1:
+        if todo and worker_count(cfg, opts) == 1:
             _optimize(cfg, opts, data, todo)
         elif todo:
             _run_workers(cfg, opts, todo)
@@ -128,10 +150,12 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
 
 
 def _run_workers(cfg: Config, opts: SweepOptions, todo: int) -> None:
-    k = min(opts.workers, todo)
+    k = min(worker_count(cfg, opts), todo)
     threads = max(1, (os.cpu_count() or 1) // k)
+    gpus = visible_gpus(cfg)
     ctx = mp.get_context("spawn")  # fork would copy Lightning/torch state and thread pools
-    procs = [ctx.Process(target=_worker, args=(cfg, opts, n, threads), daemon=False) for n in shares(todo, k)]
+    procs = [ctx.Process(target=_worker, args=(cfg, opts, n, threads, gpus[i % len(gpus)] if gpus else None),
+                         daemon=False) for i, n in enumerate(shares(todo, k))]
     for p in procs:
         p.start()
     try:

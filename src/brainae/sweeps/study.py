@@ -50,6 +50,7 @@ class SweepOptions:
     storage: Optional[str] = None
     study_name: Optional[str] = None
     workers: int = 1
+    trials_per_device: int = 0  # >0: this many workers per GPU (per CPU when there is none), overriding workers
     seed: Optional[int] = 0
     wandb: bool = False
     quiet: bool = False
@@ -70,6 +71,7 @@ def check_options(opts: SweepOptions) -> None:
     negative or zero ``--epochs`` to train without end or for 40 epochs), before any work."""
     checks = [(opts.trials >= 1, "--trials", "at least 1 (the study's total)", opts.trials),
               (opts.workers >= 1, "--workers", "at least 1", opts.workers),
+              (opts.trials_per_device >= 0, "--trials-per-device", "at least 1 (or 0: use --workers)", opts.trials_per_device),
               (opts.timeout is None or opts.timeout > 0, "--timeout", "more than 0 seconds (leave it out for no limit)",
                opts.timeout)]
     if opts.space.epochs:

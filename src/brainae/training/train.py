@@ -20,12 +20,12 @@ import time
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -36,7 +36,9 @@ from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path, atomic_write_text, write_json
 from brainae.training.callbacks import HistoryCSV, read_history
+from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
+from brainae.training.precision import resolve_precision
 from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
@@ -93,19 +95,31 @@ def data_summary(ds: ImageSet) -> dict:
     }
 
 
-def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int) -> tuple[DataLoader, DataLoader]:
-    def tensors(split: str) -> TensorDataset:
-        part = ds.split(split)
-        return TensorDataset(torch.from_numpy(with_channels(part.images).copy()), torch.from_numpy(part.labels))
+def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int,
+            device: Optional[torch.device] = None) -> tuple[Iterable, Iterable]:
+    """Training (shuffled) and validation batches of uint8 images.
 
-    train, val = tensors("train"), tensors("val")
+    device: the one device training runs on: batches are gathered from ``ds.images`` (see
+    ``ResidentLoader``). None (DDP, or --num-workers): DataLoaders, into which Lightning puts a
+    sampler per process.
+    """
+    train_rows, val_rows = np.flatnonzero(ds.splits == "train"), np.flatnonzero(ds.splits == "val")
     # BatchNorm cannot normalise a batch of one image: drop a last batch of size 1.
-    drop_last = len(train) % batch_size == 1
+    drop_last = len(train_rows) % batch_size == 1
+    val_batch = max(batch_size, 64)
+    if device is not None:
+        return (ResidentLoader(ds.images, ds.labels, train_rows, batch_size, shuffle=True, drop_last=drop_last,
+                               seed=seed, device=device),
+                ResidentLoader(ds.images, ds.labels, val_rows, val_batch, device=device))
+
+    def tensors(rows: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.from_numpy(with_channels(ds.images[rows])), torch.from_numpy(ds.labels[rows]))
+
     g = torch.Generator().manual_seed(seed)
     kw = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
     return (
-        DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=g, **kw),
-        DataLoader(val, batch_size=max(batch_size, 64), shuffle=False, **kw),
+        DataLoader(tensors(train_rows), batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=g, **kw),
+        DataLoader(tensors(val_rows), batch_size=val_batch, shuffle=False, **kw),
     )
 
 
@@ -198,6 +212,7 @@ def train(
     if out.exists() and not out.is_dir():
         raise BrainaeError(f"--out {out} is a file; name a folder for the run")
     check_devices(cfg)
+    cfg.train.precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)  # config.yaml says which
     # With DDP, Lightning re-runs this command in one process per extra GPU (LOCAL_RANK > 0);
     # those processes join the run that rank 0 has set up and leave the folder to it.
     child = int(os.environ.get("LOCAL_RANK", "0")) > 0
@@ -232,7 +247,6 @@ def train(
         atomic_write_text(out / "removed.txt", "".join(f"{s}\t{r}\n" for s, r in ds.removed))
         print(f"left out {len(ds.removed)} train/val image(s) that copy a held-out image or share its {ds.group_unit or 'group'}; list in {out / 'removed.txt'}")
 
-    train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed)
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
                            save_top_k=1, enable_version_counter=False)
     # last.ckpt after every epoch: Lightning's save_last writes it only when best.ckpt improves, so a
@@ -241,6 +255,11 @@ def train(
     extra = []
     if cfg.train.early_stopping:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
+    if cfg.train.progress:
+        # a refresh reads the loss from the device; about 25 a epoch keep the bar live without a host
+        # wait at every step (on a GPU, a step of the study's AE is shorter than that wait)
+        steps = max(1, int((ds.splits == "train").sum()) // cfg.train.batch_size)
+        extra.append(TQDMProgressBar(refresh_rate=max(1, steps // 25)))
     if cfg.train.ema:
         # validation and the saved checkpoints use the averaged weights, so best.ckpt is the EMA model
         extra.append(EMAWeightAveraging(decay=cfg.train.ema))
@@ -258,6 +277,11 @@ def train(
         default_root_dir=out,
         plugins=[AtomicCheckpointIO()],
     )
+    if cfg.train.compile:
+        module.compile_network(trainer.strategy.root_device)
+    one_device = trainer.num_devices == 1 and cfg.train.num_workers == 0
+    train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed,
+                               device=trainer.strategy.root_device if one_device else None)
     start = time.perf_counter()
     try:
         # weights_only: a shared run folder's checkpoint must never run code when it is resumed
