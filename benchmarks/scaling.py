@@ -34,7 +34,7 @@ from brainae.data.load import load_data
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_real import machine  # noqa: E402
+from train_real import command_line, data_name, machine, write_results  # noqa: E402
 
 
 def anon_kib() -> int:
@@ -156,16 +156,11 @@ def main() -> int:
         "benchmark": f"the study's AE recipe (batch 16, bf16 where native), {args.steps} batches per configuration",
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/scaling.py " + " ".join(
-            a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in sys.argv[1:]),
-        "data": args.data if args.data.startswith("phantom") else Path(args.data).name,
+        "command": command_line("scaling.py"),
+        "data": data_name(args.data),
         "rows": rows,
     }
-    dest = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / f"scaling_{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (dest / f"scaling_{args.tag}.md").write_text(markdown(record))
-    print(markdown(record))
+    write_results(f"scaling_{args.tag}", record, markdown(record))
     return 0
 
 

@@ -56,6 +56,25 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
+def command_line(script: str) -> str:
+    """How this run was started, with absolute paths made relative to the repository (results name no machine's paths)."""
+    return f"python benchmarks/{script} " + " ".join(a if not a.startswith("/") else os.path.relpath(a, ROOT)
+                                                   for a in sys.argv[1:])
+
+
+def data_name(spec: str) -> str:
+    return spec if spec.startswith("phantom") else Path(spec).name
+
+
+def write_results(name: str, record: dict, markdown: str) -> None:
+    """results/<name>.json and .md (or under $BENCH_RESULTS), and the table on stdout."""
+    dest = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (dest / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA))

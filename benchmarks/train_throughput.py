@@ -41,7 +41,7 @@ from brainae.models.ae import ConvAE, conv_kwargs
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_real import machine  # noqa: E402
+from train_real import command_line, data_name, machine, write_results  # noqa: E402
 
 
 def study_config(args):
@@ -282,15 +282,13 @@ def main() -> int:
         for engine in order:
             print(f"round {r + 1}/{args.rounds}: {engine}", file=sys.stderr, flush=True)
             runs[engine].append(spawn(args, engine, args.seed + r, tmp / f"{engine}{r}.json"))
-    data_name = args.data if args.data.startswith("phantom") else Path(args.data).name
     record = {
         "benchmark": f"the study's AE recipe (batch {cfg.train.batch_size}, {args.image_size} px, lr {cfg.train.lr}), "
                      f"{args.epochs} epoch(s) per run, {args.rounds} round(s)",
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/train_throughput.py " + " ".join(
-            a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in sys.argv[1:]),
-        "data": data_name,
+        "command": command_line("train_throughput.py"),
+        "data": data_name(args.data),
         "images": {"train": int((ds.splits == "train").sum()), "val": int((ds.splits == "val").sum())},
         "training": summarise(runs),
         "raw": runs,
@@ -298,11 +296,7 @@ def main() -> int:
     if not args.no_inference:
         print("inference", file=sys.stderr, flush=True)
         record["inference"] = spawn(args, "inference", args.seed, tmp / "inference.json")
-    dest = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / f"train_throughput_{args.tag}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (dest / f"train_throughput_{args.tag}.md").write_text(markdown(record))
-    print(markdown(record))
+    write_results(f"train_throughput_{args.tag}", record, markdown(record))
     return 0
 
 

@@ -123,8 +123,8 @@ class AutoencoderModule(L.LightningModule):
         """Adam (the study's; weight decay as L2) or AdamW (decoupled decay), with an optional per-step schedule."""
         t = self.cfg.train
         opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        # fused: one kernel for all tensors instead of about ten passes over 13 M weights (a quarter of a
-        # CPU step of the study's AE); the update is the same up to rounding
+        # fused: one kernel for all tensors instead of several passes over the study AE's 13 M weights,
+        # a large share of a CPU step; the update is the same up to rounding
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in self.model.parameters())
         opt = opt_cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         if t.schedule == "none":
