@@ -120,19 +120,20 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
     lost = fail_dead_owners(study)  # a crashed run's trials: retried now, not after the heartbeat's grace period
     done = counted(study.get_trials(deepcopy=False))
     todo = max(0, opts.trials - done)
+    workers = worker_count(cfg, opts)
     if not opts.quiet:
         print(f"== sweep {opts.name}: {done} trials in {redact(url)}, {todo} to run "
               f"({opts.sampler} sampler, {opts.pruner} pruner, up to {budget(cfg, opts.space)} epochs each, "
-              f"{worker_count(cfg, opts)} worker{'s' if worker_count(cfg, opts) > 1 else ''})", flush=True)
+              f"{workers} worker{'s' if workers > 1 else ''})", flush=True)
         if lost:
             many = len(lost) > 1
             print(f"trial{'s' if many else ''} {', '.join(map(str, lost))} {'were' if many else 'was'} running in a worker "
                   f"that died; failed and queued again", flush=True)
     try:
-        if todo and worker_count(cfg, opts) == 1:
+        if todo and workers == 1:
             _optimize(cfg, opts, data, todo)
         elif todo:
-            _run_workers(cfg, opts, todo)
+            _run_workers(cfg, opts, min(workers, todo), todo)
     except KeyboardInterrupt:
         # Optuna has already marked the running trial failed ("interrupted"); the storage is consistent
         from brainae.sweeps.results import summarise
@@ -149,8 +150,7 @@ def run_sweep(cfg: Config, opts: SweepOptions, data: Optional[ImageSet] = None) 
     return summary
 
 
-def _run_workers(cfg: Config, opts: SweepOptions, todo: int) -> None:
-    k = min(worker_count(cfg, opts), todo)
+def _run_workers(cfg: Config, opts: SweepOptions, k: int, todo: int) -> None:
     threads = max(1, (os.cpu_count() or 1) // k)
     gpus = visible_gpus(cfg)
     ctx = mp.get_context("spawn")  # fork would copy Lightning/torch state and thread pools

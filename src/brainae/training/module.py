@@ -40,6 +40,7 @@ class AutoencoderModule(L.LightningModule):
         self.diverged_epoch: int | None = None  # the epoch whose training loss turned NaN / infinite
         self._bad_step: torch.Tensor | None = None  # on the device: did this step's loss turn non-finite?
         self._bad_epoch: torch.Tensor | None = None  # ... any step of this epoch?
+        self._graphs = False  # train.compile on a GPU: steps run as CUDA graphs
 
     @classmethod
     def from_config(cls, cfg: Config) -> "AutoencoderModule":
@@ -91,7 +92,7 @@ class AutoencoderModule(L.LightningModule):
         self.model.compile(mode="reduce-overhead" if self._graphs else "default")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if getattr(self, "_graphs", False):
+        if self._graphs:
             torch.compiler.cudagraph_mark_step_begin()  # this step's graph outputs replace the last step's
         loss = self._step(batch, "train", batch_idx)
         self._bad_step = ~torch.isfinite(loss.detach())
