@@ -1,13 +1,17 @@
 """Benchmark: the README's main job, `brainae study --out DIR` on the embedded phantom, timed end to end.
 
-Records the wall time, the split (by group), and each model's test PSNR / SSIM with their intervals,
-from the run's own summary.json. Results go to benchmarks/results/main_job_cpu.{json,md}.
+Runs it twice in fresh processes and records: the wall time of each, where the time went (sweeps, each
+model, the report's analyses), the report's size, the split (by group), each model's test PSNR / SSIM
+with their intervals and best epoch, the report's "Read me first" flags, and whether the two runs gave
+identical metrics (same seed, same numbers). Results go to benchmarks/results/main_job_cpu.{json,md}.
 
-    python benchmarks/main_job.py
+    python benchmarks/main_job.py [--keep DIR]   # --keep: also keep the first run's folder (README figure)
 """
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,33 +26,66 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_real import machine  # noqa: E402
 
 COMMAND = ["brainae", "study", "--out", "DIR"]
+VOLATILE = ("seconds", "run_dir", "report")  # what may differ between two runs: times and folder names
+
+
+def run_once(out: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "brainae.cli", *COMMAND[1:-1], str(out), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start, json.loads((out / "summary.json").read_text())
+
+
+def metrics(node):
+    if isinstance(node, dict):
+        return {k: metrics(v) for k, v in node.items() if not any(w in k for w in VOLATILE)}
+    if isinstance(node, list):
+        return [metrics(v) for v in node]
+    return node
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", type=Path, help="copy the first run's study folder here")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "study"
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "brainae.cli", *COMMAND[1:-1], str(out), "--no-progress"], check=True,
-                       stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - start
-        summary = json.loads((out / "summary.json").read_text())
-        report_mb = (out / "report.html").stat().st_size / 1e6
+        first, second = Path(tmp) / "first", Path(tmp) / "second"
+        seconds, summary = run_once(first)
+        seconds_again, summary_again = run_once(second)
+        report_mb = (first / "report.html").stat().st_size / 1e6
+        if args.keep:
+            shutil.rmtree(args.keep, ignore_errors=True)
+            shutil.copytree(first, args.keep)
+    identical = all(metrics(summary["models"][m]) == metrics(summary_again["models"][m]) for m in summary["models"])
+    split = summary["seconds"]
     res = {"machine": machine(), "command": " ".join(COMMAND) + " (timed by python benchmarks/main_job.py)",
-           "data": summary["data"]["description"], "seconds": round(seconds, 1), "report_mb": round(report_mb, 2),
+           "data": summary["data"]["description"], "seconds": round(seconds, 1),
+           "seconds_second_run": round(seconds_again, 1),
+           "seconds_inside": {"sweeps": split["sweeps"], **split["models"],
+                              "report": round(split["total"] - split["sweeps"] - sum(split["models"].values()), 1)},
+           "identical_metrics_second_run": identical, "report_mb": round(report_mb, 2),
            "split": describe(summary["data"]["grouping"]),
-           "models": {m: {k: r["test"][k] for k in ("n", "ci_unit", "psnr", "ssim")} | {"epochs": r["train"]["epochs"]}
+           "flags": {f["id"]: f["models"] for f in summary.get("flags", [])},
+           "models": {m: {k: r["test"][k] for k in ("n", "ci_unit", "psnr", "ssim")}
+                      | {"epochs": r["train"]["epochs"], "best_epoch": r["train"]["best_epoch"]}
                       for m, r in summary["models"].items()}}
     write_json(ROOT / "benchmarks" / "results" / "main_job_cpu.json", res)
-    lines = [f"# The main job: `{' '.join(COMMAND)}`", "", f"Machine: {res['machine']}. Wall time {seconds / 60:.0f} min "
-             f"{seconds % 60:.0f} s; report {res['report_mb']} MB. Data: {res['data']}; {res['split']}.", "",
-             "| model | epochs | n test | PSNR (dB) | SSIM |", "| --- | --- | --- | --- | --- |"]
+    inside = ", ".join(f"{k} {v:.0f} s" for k, v in res["seconds_inside"].items())
+    lines = [f"# The main job: `{' '.join(COMMAND)}`", "",
+             f"Machine: {res['machine']}. Wall time {int(seconds // 60)} min {seconds % 60:.0f} s ({inside}); "
+             f"a second run took {int(seconds_again // 60)} min {seconds_again % 60:.0f} s and gave "
+             f"{'identical' if identical else 'DIFFERENT'} metrics. Report {res['report_mb']} MB. "
+             f"Data: {res['data']}; {res['split']}.", "",
+             "| model | epochs | best epoch | n test | PSNR (dB) | SSIM |", "| --- | --- | --- | --- | --- | --- |"]
     for m, r in res["models"].items():
         p, s = r["psnr"], r["ssim"]
-        lines.append(f"| {m} | {r['epochs']} | {r['n']} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
-                     f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+        lines.append(f"| {m} | {r['epochs']} | {r['best_epoch']} | {r['n']} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, "
+                     f"{p['ci95'][1]:.2f}] | {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+    flags = "; ".join(f"{k} ({', '.join(v)})" for k, v in res["flags"].items()) or "none"
+    lines += ["", f"Read-me-first flags in the report: {flags}."]
     (ROOT / "benchmarks" / "results" / "main_job_cpu.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ echo "lowest versions:"; sed 's/^/  /' "$pins"
 import importlib, importlib.metadata as md, re
 mods = ["torch", "lightning", "torchmetrics", "numpy", "scipy.ndimage", "scipy.sparse.csgraph", "PIL.Image",
         "skimage.restoration", "skimage.metrics", "datasets", "nibabel", "matplotlib.figure", "jinja2", "yaml",
-        "tqdm.auto", "optuna.storages.journal", "sqlalchemy.exc", "pywt", "wandb", "brainae.cli",
+        "tqdm.auto", "optuna.storages.journal", "sqlalchemy.exc", "pywt", "wandb", "safetensors.torch",
+        "onnx", "onnxscript", "onnxruntime", "brainae.cli", "brainae.export",
         "brainae.training.train", "brainae.sweeps.runner", "brainae.data.inspect", "brainae.study"]
 for m in mods:
     importlib.import_module(m)

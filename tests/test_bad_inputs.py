@@ -101,8 +101,10 @@ CASES = [
     # outputs and runs: nothing already written changes
     (["train", *FAST, "--out", "{tmp}/afile"], "afile is a file"),
     (["train", *FAST, "--out", "{tmp}/run"], "already holds files"),
-    (["train", "--resume", "--epochs", "2", "--set", "model.latent_dim=4", "--no-progress", "--out", "{tmp}/run"],
+    (["train", "--resume", "--epochs", "1", "--set", "model.latent_dim=4", "--no-progress", "--out", "{tmp}/run"],
      "does not fit the configured network"),
+    (["train", "--resume", "--epochs", "2", "--no-progress", "--out", "{tmp}/run"],
+     "over 1 epochs; resume it with --epochs 1"),  # the quick preset's one-cycle schedule spans the run's epochs
     (["train", "--resume", *FAST, "--out", "{tmp}/fresh"], "nothing to resume"),
     (["study", *FAST, "--models", "nope", "--out", "{tmp}/s"], "unknown model 'nope'"),
     (["study", *FAST, "--out", "{tmp}/afile"], "afile is a file"),

@@ -22,6 +22,7 @@ OPTIONAL = {
     "sklearn": "fANOVA importances and t-SNE; PED-ANOVA and PCA otherwise",
     "umap": "UMAP panels of `brainae latent`",
     "wandb": "the [wandb] extra: brainae sweep --wandb",
+    "onnxruntime": "the [onnx] extra: brainae export --format onnx runs the file to check it",
 }
 
 

@@ -26,13 +26,25 @@ def test_a_run_killed_before_its_first_epoch_restarts(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
     shutil.rmtree(run / "checkpoints")  # what a kill during epoch 1 leaves: config and data, no checkpoint
+    shutil.rmtree(run / "weights")  # nor slim weights (written when training ends)
     (run / "metrics.json").unlink()
     assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0  # the same command again
     assert (run / "checkpoints" / "last.ckpt").is_file()
     shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "weights")
     assert main(["train", "--resume", "--epochs", "1", "--no-progress", "--out", str(run)]) == 0
     assert "no finished epoch to resume; starting it afresh" in capsys.readouterr().out
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_run_kept_as_slim_weights_alone_is_not_wiped_by_a_rerun(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    shutil.rmtree(run / "checkpoints")  # kept small on purpose: config, history and weights/best.safetensors
+    weights = (run / "weights" / "best.safetensors").read_bytes()
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    assert (run / "weights" / "best.safetensors").read_bytes() == weights
 
 
 def test_divergence_stops_with_a_message_and_a_flag(tmp_path, capsys, monkeypatch):

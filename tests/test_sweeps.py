@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from brainae.cli import main
+from brainae.config import load_preset
 from brainae.errors import BrainaeError
 from brainae.sweeps.command import format_summary, sweep_setup
 from brainae.sweeps.runner import run_sweep, shares
@@ -260,7 +261,7 @@ def test_space_files_and_presets(tmp_path):
     sp = load_space(str(f))
     assert sp.epochs == [1, 2] and sp.keys() == ["model.channels"]
     _, opts = sweep_setup("ae", tmp_path / "o", data="phantom:120", preset="quick", space=str(f), trials=2)
-    assert opts.space.max_epochs == 8 and opts.trials == 2
+    assert opts.space.max_epochs == load_preset("quick", "ae")["train"]["epochs"] and opts.trials == 2
     with pytest.raises(BrainaeError, match="model.name"):
         parse_space({"model.name": {"type": "categorical", "choices": ["vae"]}})
 

@@ -14,7 +14,9 @@ from brainae.training.train import train
 
 
 def tiny_config(model="ae", epochs=2, **overrides):
-    sets = ["model.channels=[8,16,32]", "model.latent_dim=16", "data.image_size=32", "train.batch_size=16"]
+    # the quick preset with a constant learning rate, so that runs can be resumed for more epochs
+    sets = ["model.channels=[8,16,32]", "model.latent_dim=16", "data.image_size=32", "train.batch_size=16",
+            "train.schedule=none"]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     cfg = build_config(model, preset="quick", data="phantom:120", epochs=epochs, overrides=sets)
     cfg.train.progress = False
@@ -73,6 +75,15 @@ def test_resume_continues_history_and_weights(tmp_path):
     model, cfg = load_run(out, which="last")
     key = "encoder.0.0.weight"
     assert torch.equal(model.state_dict()[key], {k.removeprefix("model."): v for k, v in last["state_dict"].items()}[key])
+
+
+def test_a_scheduled_run_resumes_only_over_the_epochs_its_schedule_was_laid_out_for(tmp_path):
+    out = tmp_path / "run"
+    onecycle = {"train.schedule": "onecycle"}
+    train(tiny_config(epochs=1, **onecycle), out)
+    with pytest.raises(BrainaeError, match="over 1 epochs; resume it with --epochs 1"):
+        train(tiny_config(epochs=3, **onecycle), out, resume=True)
+    assert len(list(csv.DictReader(open(out / "history.csv")))) == 1  # refused before anything changed
 
 
 def test_existing_run_is_not_overwritten_by_accident(tmp_path):

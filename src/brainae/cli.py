@@ -6,11 +6,32 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from brainae.errors import BrainaeError
 
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default after its help, unless the help already states it.
+
+    A default of None means "decided elsewhere" (the preset, the run, the data): such helps say where
+    in words. On/off flags are off unless given, which needs no saying.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if ("default" in text or not action.option_strings or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, exit code 2, no usage block."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)  # sub-commands are made by this class too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         command = self.prog.removeprefix("brainae").strip()
@@ -67,6 +88,7 @@ def _out_file(text: str) -> str:
 
 
 POSITIVE, COUNT = _int_at_least(1), _int_at_least(0)
+NO_PROGRESS_HELP = "no progress bars or progress lines on stderr (--quiet does this for every command)"
 
 DATA_HELP = (
     "data spec: phantom[:N] (embedded synthetic slices, the default), a folder of class sub-folders "
@@ -75,60 +97,92 @@ DATA_HELP = (
 )
 
 
-def _config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
-    from brainae.config import preset_names
+def _preset(name: str, key: str, model: str = "ae"):
+    """A value of a preset file (e.g. ``_preset("quick", "train.epochs")``), or the config default, for help texts."""
+    from brainae.config import Config, load_preset
+
+    section, field = key.split(".")
+    return load_preset(name, model).get(section, {}).get(field, getattr(getattr(Config(), section), field))
+
+
+def _config_args(p: argparse.ArgumentParser, default_preset: str, run: bool = True) -> None:
+    """The flags that resolve a config (train, study, config show); run: also those of a command that trains."""
+    from brainae.config import LOGGERS, preset_names
 
     p.add_argument("--data", metavar="SPEC", help=DATA_HELP)
     p.add_argument("--preset", default=default_preset, choices=preset_names(),
-                   help=f"seed: the study's best settings (40 epochs); quick: a few epochs on a few hundred images (default {default_preset})")
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with model/data/train sections, applied after the preset")
-    p.add_argument("--epochs", type=POSITIVE, help="training epochs (preset seed: 40, quick: 8)")
-    p.add_argument("--batch-size", type=POSITIVE, help="images per training batch (the study: 16)")
-    p.add_argument("--lr", type=_positive_float, help="learning rate (Adam; the study: AE 5e-4, VAE 1e-3)")
-    p.add_argument("--latent-dim", type=POSITIVE, help="size of the code (the study: 512, 1024 or 2048)")
-    p.add_argument("--limit", type=COUNT, help="at most N training images (val/test shrink in proportion); 0 = all")
-    p.add_argument("--image-size", type=_int_at_least(8), help="square size images are resized to (default 128)")
+                   help=f"seed: the study's best settings ({_preset('seed', 'train.epochs')} epochs at "
+                        f"{_preset('seed', 'data.image_size')} px); quick: {_preset('quick', 'train.epochs')} epochs at "
+                        f"{_preset('quick', 'data.image_size')} px, minutes on a CPU (default {default_preset})")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file with model/data/train sections, applied after the preset (default: none)")
+    p.add_argument("--epochs", type=POSITIVE, help=f"training epochs (default: the preset's, seed {_preset('seed', 'train.epochs')}, "
+                        f"quick {_preset('quick', 'train.epochs')})")
+    p.add_argument("--batch-size", type=POSITIVE, help="images per training batch (default 16, the study's)")
+    p.add_argument("--lr", type=_positive_float,
+                   help=f"learning rate (default: the preset's; seed: AE {_preset('seed', 'train.lr'):g}, VAE "
+                        f"{_preset('seed', 'train.lr', 'vae'):g} as in the study; quick: {_preset('quick', 'train.lr'):g})")
+    p.add_argument("--latent-dim", type=POSITIVE, help="size of the code (default 512; the study tried 512, 1024 and 2048)")
+    p.add_argument("--limit", type=COUNT, help="at most N training images (val/test shrink in proportion); 0 = all "
+                   f"(default: the preset's, seed {_preset('seed', 'data.limit')}, quick {_preset('quick', 'data.limit')})")
+    p.add_argument("--image-size", type=_int_at_least(8), help=f"square size images are resized to (default: the preset's, seed {_preset('seed', 'data.image_size')}, "
+                        f"quick {_preset('quick', 'data.image_size')})")
     p.add_argument("--seed", type=COUNT, help="training seed (default 0)")
     p.add_argument("--precision", choices=["auto", "32", "bf16-mixed", "16-mixed"],
                    help="number format: auto (default) trains in bf16-mixed where the CPU (AVX512-BF16, AMX) or "
                         "GPU computes bf16 natively and in 32 elsewhere; weights and metrics stay float32")
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device (default auto)")
-    p.add_argument("--devices", type=POSITIVE, help="number of GPUs (or CPU processes); more than one trains with DDP")
+    p.add_argument("--devices", type=POSITIVE,
+                   help="number of GPUs (or CPU processes); more than one trains with DDP (default 1)")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the network, with CUDA graphs on a GPU (small batches wait on kernel launches "
                         "there); the first epoch also compiles, so it pays only on longer runs; off by default")
-    p.add_argument("--dedupe", action="store_true", default=None, help="drop duplicate images that would leak into validation/test")
+    p.add_argument("--dedupe", action="store_true", default=None,
+                   help="drop duplicate images within a split (copies across splits are grouped anyway); off by default")
     p.add_argument("--noise", metavar="SPEC",
                    help="train as a denoiser: noisy input, clean target, noise drawn afresh per batch "
                         "(gaussian:0.3, rician:0.1, salt_pepper:0.05, poisson:0.1; several levels, e.g. "
-                        "gaussian:0.1,0.2,0.3, give each image a random one); --model dae defaults to gaussian:0.3")
+                        "gaussian:0.1,0.2,0.3, give each image a random one); default: no noise, but "
+                        "gaussian:0.3 for --model dae")
     p.add_argument("--normal-only", metavar="CLASS",
-                   help="train and validate on this class only (e.g. no_tumor), for anomaly detection; test split unchanged")
+                   help="train and validate on this class only (e.g. no_tumor), for anomaly detection; test split "
+                        "unchanged (default: every class)")
     g = p.add_argument_group("architecture and training options (defaults: the study's recipe)")
     g.add_argument("--skips", type=_levels, metavar="LEVELS",
-                   help="skipae: encoder levels whose features bypass the bottleneck, e.g. 0,1 (0 = finest); '' for none")
+                   help="skipae: encoder levels whose features bypass the bottleneck, e.g. 0,1 (0 = finest); '' for "
+                        "none (default: none)")
     g.add_argument("--residual-output", action="store_true", default=None,
                    help="denoisers: predict the noise and subtract it from the input (output = input - noise)")
     g.add_argument("--loss", metavar="NAME",
                    help="mse | l1 | bce | ssim | ms_ssim | mixed (0.16*l1+0.84*ms_ssim) | psnr (minus the mean PSNR per "
                         "image: blind denoisers) | a weighted mix like "
                         "0.2*l1+0.8*ssim; default: the model's own (AE mse, VAE bce+kl)")
-    g.add_argument("--augment", metavar="KINDS", help="on-the-fly training augmentation: flip,affine,intensity or all")
-    g.add_argument("--optimizer", choices=["adam", "adamw"], help="adamw decouples --set train.weight_decay from the gradient")
-    g.add_argument("--schedule", choices=["none", "cosine", "onecycle"], help="learning-rate schedule, stepped per batch")
-    g.add_argument("--early-stopping", type=COUNT, metavar="PATIENCE", help="stop after PATIENCE epochs without a better validation loss")
+    g.add_argument("--augment", metavar="KINDS",
+                   help="on-the-fly training augmentation: flip,affine,intensity or all (default: none)")
+    g.add_argument("--optimizer", choices=["adam", "adamw"],
+                   help="adamw decouples --set train.weight_decay from the gradient (default adam)")
+    g.add_argument("--schedule", choices=["none", "cosine", "onecycle"],
+                   help="learning-rate schedule, stepped per batch (default none)")
+    g.add_argument("--early-stopping", type=COUNT, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss (default 0 = off)")
     g.add_argument("--ema", type=float, metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); "
-                                                                 "validation and checkpoints use it")
+                                                                 "validation and checkpoints use it (default 0 = off)")
     g.add_argument("--likelihood", choices=["bernoulli", "gaussian"],
-                   help="VAE decoder: bernoulli (BCE, the study's) or gaussian with its variance fitted to the batch's "
-                        "error, which weighs reconstruction against the KL term in the images' own error scale")
+                   help="VAE decoder: bernoulli (BCE, the study's; the default) or gaussian with its variance fitted to "
+                        "the batch's error, which weighs reconstruction against the KL term in the images' own error scale")
     g.add_argument("--prior-components", type=COUNT, metavar="K",
                    help="VAE: after training, fit K Gaussians to the training codes (prior.pt) and sample from them "
                         "instead of N(0, I), which the codes never fill (default 30, at most a tenth of the "
                         "training images; 0 = off)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+                   help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore; "
+                        "'brainae config show' prints them all")
+    p.add_argument("--logger", choices=LOGGERS,
+                   help="where the run also logs its metrics, inside the run folder: csv (history.csv only; it is "
+                        "written with every logger), tensorboard, mlflow (a SQLite store) or wandb (offline unless "
+                        "WANDB_MODE says otherwise); the last three need pip install 'brainae[NAME]' (default csv)")
+    if run:
+        p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     _data_args(p)
 
 
@@ -140,7 +194,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("splits and volumes (splits never separate a subject, a volume or copies of one image)")
     g.add_argument("--group-by", metavar="REGEX",
                    help="image folders: a regular expression on file names whose match (or first group) is a patient "
-                        "id, e.g. '^(P\\d+)_'; files sharing an id stay in one split")
+                        "id, e.g. '^(P\\d+)_'; files sharing an id stay in one split (default: none; volumes and "
+                        "copies of one image are grouped regardless)")
     g.add_argument("--keep-duplicates", action="store_true", default=None,
                    help="split copies of one image independently and keep training copies of a given test split's "
                         "images (the old, leaking behaviour; for measuring the leak)")
@@ -149,7 +204,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                         "a comma list such as t1,flair stacks them as input channels. Masks (seg, mask, label, dseg) "
                         "are never images: they label each slice tumor / no_tumor")
     g.add_argument("--slices", metavar="RANGE",
-                   help="NIfTI: which non-empty slices of each volume: A:B (indices), 0.6 (the central 60%%) or 0.2:0.8")
+                   help="NIfTI: which non-empty slices of each volume: A:B (indices), 0.6 (the central 60%%) or 0.2:0.8 "
+                        "(default: all)")
     g.add_argument("--crop-foreground", action="store_true", default=None,
                    help="NIfTI: crop each scan to its head before resizing")
     g.add_argument("--axis", type=int, choices=[0, 1, 2], help="NIfTI: slicing axis, 0 sagittal, 1 coronal, 2 axial (default)")
@@ -179,9 +235,10 @@ def _analysis_args(p: argparse.ArgumentParser, out_default: str, many: bool = Tr
         p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help=f"one or more run folders (e.g. {example})")
     else:
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
-    p.add_argument("--data", metavar="SPEC", help="test images from another dataset (the run's preprocessing is applied)")
+    p.add_argument("--data", metavar="SPEC", help="test images from another dataset (the run's preprocessing is applied; "
+                   "default: the run's own test split)")
     p.add_argument("--out", metavar="DIR", type=_out_dir, help=f"output folder (default: {out_default})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
 
 
 def _flat(args: argparse.Namespace) -> dict:
@@ -191,7 +248,8 @@ def _flat(args: argparse.Namespace) -> dict:
                 noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
                 loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
                 early_stopping=args.early_stopping, ema=args.ema, likelihood=args.likelihood,
-                prior_components=args.prior_components, compile=getattr(args, "compile", None), **_data_flags(args))
+                prior_components=args.prior_components, compile=getattr(args, "compile", None), logger=args.logger,
+                **_data_flags(args))
 
 
 def _data_flags(args: argparse.Namespace) -> dict:
@@ -206,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(Path(args.out) / "config.yaml")  # continue the run as it was configured
         flat = {k: v for k, v in _flat(args).items() if v is not None}
         keys = {"epochs": "train", "batch_size": "train", "lr": "train", "seed": "train", "precision": "train",
-                "devices": "train", "accelerator": "train"}
+                "devices": "train", "accelerator": "train", "logger": "train"}
         apply_dict(cfg, {"train": {k: v for k, v in flat.items() if keys.get(k) == "train"}})
         apply_overrides(cfg, args.overrides)
         validate(cfg)
@@ -345,7 +403,47 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:<8} {doc}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from brainae.export import export_run
+
+    r = export_run(args.run_dir, args.format, out=args.out, which=args.which)
+    print(f"exported the {r['which']} network of {args.run_dir} as {r['format']}: {r['path']} ({r['bytes'] / 1e6:.2f} MB)")
+    print(f"checked on {r['checked_on']}: largest difference from the run {r['max_abs_diff']:.2g} "
+          f"(limit {r['tolerance']:g}, pixels in [0, 1])")
+
+
+def cmd_config_show(args: argparse.Namespace) -> None:
+    from brainae.config import build_config, config_yaml
+
+    cfg = build_config(args.model, args.preset, args.config, args.overrides, data=args.data, **_flat(args))
+    sys.stdout.write(config_yaml(cfg))
+
+
+def walk_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                yield from walk_parsers(sub)
+
+
+def _verbosity_args(p: argparse.ArgumentParser, top: bool) -> None:
+    """--quiet / --verbose, accepted before the command and after it (``brainae train --quiet ...``).
+
+    After the command their default is SUPPRESS: a sub-command's default would otherwise overwrite
+    the value given before the command.
+    """
+    g = p.add_mutually_exclusive_group()
+    default = False if top else argparse.SUPPRESS
+    g.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="only results and errors: no progress bars, no per-epoch lines")
+    g.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="more detail: also Lightning's own messages and warnings, and the network's summary")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from brainae import __version__
     from brainae.models import model_names
 
     parser = Parser(
@@ -353,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, tune, compare and inspect convolutional autoencoders on brain MRI.",
         epilog="Start with 'brainae study --out study' (embedded phantom data, a few minutes on a CPU).",
     )
+    parser.add_argument("--version", action="version", version=f"brainae {__version__}",
+                        help="print brainae's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("study", help="train AE and VAE (or --models), evaluate on the test split, write report.html",
@@ -379,12 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="held-out MSE/PSNR/SSIM with 95%% intervals",
                        description="Evaluate a run's best checkpoint; writes RUN_DIR/eval/<split>.json and prints a table.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data", metavar="SPEC", help="another dataset to evaluate on (the run's preprocessing is applied)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
+    p.add_argument("--data", metavar="SPEC", help="another dataset to evaluate on (the run's preprocessing is applied; "
+                   "default: the run's own test split)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="which images to score (default test); all: every image, for someone else's dataset "
                         "(a folder holding only Testing/ or test/ is all test)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("data", help="data tools (inspect, synth)")
@@ -404,8 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--raw", action="store_true",
                    help="the data as it is: split image by image, nothing grouped or left out (shows the leaks that "
                         "the default loading removes)")
-    q.add_argument("--json", metavar="FILE", type=_out_file, help="also write the report as JSON")
-    q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--json", metavar="FILE", type=_out_file, help="also write the report as JSON (default: print only)")
+    q.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     _data_args(q)
     q.set_defaults(func=cmd_inspect)
 
@@ -432,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                    help="which images (default all)")
     p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="output folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("layers", help="what every conv layer outputs (forward hooks), AE and VAE side by side",
@@ -445,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     _analysis_args(p, "the first RUN_DIR/layers")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--images", type=POSITIVE, default=5, metavar="N", help="N test images, spread over the classes (default 5)")
-    g.add_argument("--pick", metavar="CLASS:N,...", help="N seeded-random test images of each named class, e.g. tumor:3,no_tumor:2")
+    g.add_argument("--pick", metavar="CLASS:N,...", help="N seeded-random test images of each named class, e.g. tumor:3,no_tumor:2 "
+                   "(default: --images)")
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("latent", help="latent space: projections by class, interpolation, VAE samples",
@@ -501,9 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="SPEC", help=DATA_HELP)
     p.add_argument("--model", default="ae", choices=model_names(), help="registered model to tune (default ae)")
     p.add_argument("--preset", default="seed", choices=["quick", "seed"],
-                   help="base settings every trial starts from: seed = the study's (128x128, all images, 40-epoch "
-                        "budget), quick = 400 images and an 8-epoch budget (default seed)")
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file with model/data/train sections, applied after the preset")
+                   help=f"base settings every trial starts from: seed = the study's ({_preset('seed', 'data.image_size')} px, "
+                        f"all images, {_preset('seed', 'train.epochs')}-epoch budget), quick = "
+                        f"{_preset('quick', 'data.image_size')} px and a {_preset('quick', 'train.epochs')}-epoch budget (default seed)")
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file with model/data/train sections, applied after the preset (default: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="fix any config key for every trial, e.g. --set data.normalize=zscore")
     p.add_argument("--space", default="seed", metavar="seed|wide|FILE.yaml",
@@ -513,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "models that have them); or a YAML file of dotted keys, "
                         "e.g. 'train.lr: {type: float, low: 1e-4, high: 1e-2, log: true}' (default seed)")
     p.add_argument("--trials", type=POSITIVE, default=20, help="total trials in the study, counting those already run (default 20)")
-    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting new trials after S seconds (per worker)")
+    p.add_argument("--timeout", type=_positive_float, metavar="S", help="stop starting new trials after S seconds (per worker; default: no limit)")
     p.add_argument("--sampler", default="tpe", choices=["tpe", "gp", "random", "grid"],
                    help="tpe: Bayesian (tree-structured Parzen), gp: Gaussian process, random, grid: every combination "
                         "(categorical spaces only) (default tpe)")
@@ -523,9 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "halving ladders: more epochs, a hedge when early epochs mislead), median (worse than the "
                         "median of complete trials at the same epoch), none (default sha)")
     p.add_argument("--epochs", type=POSITIVE, metavar="N", help="epoch budget of each trial (default: the space's largest "
-                   "train.epochs value, 40 for seed/wide; the preset's 8 with --preset quick)")
-    p.add_argument("--limit", type=COUNT, help="at most N training images (val shrinks in proportion); 0 = all")
-    p.add_argument("--image-size", type=_int_at_least(8), help="square size images are resized to (default 128)")
+                   f"train.epochs value, 40 for seed/wide; the preset's {_preset('quick', 'train.epochs')} with --preset quick)")
+    p.add_argument("--limit", type=COUNT, help="at most N training images (val shrinks in proportion); 0 = all "
+                   f"(default: the preset's, seed {_preset('seed', 'data.limit')}, quick {_preset('quick', 'data.limit')})")
+    p.add_argument("--image-size", type=_int_at_least(8), help=f"square size images are resized to (default: the preset's, seed {_preset('seed', 'data.image_size')}, "
+                        f"quick {_preset('quick', 'data.image_size')})")
     p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device for every trial (default auto)")
     p.add_argument("--storage", metavar="URL",
                    help="where the study lives (default sqlite:///DIR/sweep.db): any SQLAlchemy URL "
@@ -548,15 +654,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export", help="export a run's network as ONNX, TorchScript or safetensors, checked against the run",
+                       description="Write a run's network to one file for use outside brainae, read it back and run "
+                                   "it on a few of the run's test images; it is kept only if its output matches the "
+                                   "run's to within 1e-4. ONNX and TorchScript take images (B, C, H, W) in [0, 1] and "
+                                   "return the reconstruction; safetensors holds the weights, with the config in its "
+                                   "metadata. Every run also has weights/best.safetensors from training.",
+                       epilog="Example: brainae export runs/ae --format onnx --out ae.onnx")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"],
+                   help="onnx (needs pip install 'brainae[onnx]'), torchscript (torch.jit, for LibTorch) or "
+                        "safetensors (weights only)")
+    p.add_argument("--out", metavar="FILE", help="file to write (default RUN_DIR/export/<which>.onnx, "
+                   ".torchscript.pt or .safetensors)")
+    p.add_argument("--which", default="best", choices=["best", "last"],
+                   help="best: lowest validation loss (default); last: the last finished epoch")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("config", help="config tools (show)")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    q = csub.add_parser("show", help="print the resolved config that 'brainae train' would use, as YAML",
+                        description="Resolve the config as 'brainae train' does (defaults < preset < --config file < "
+                                    "flags < --set) and print it as YAML, in the form of a run's config.yaml; save it "
+                                    "and pass it back with --config. Two values are settled only when training "
+                                    "starts: precision auto, and the default noise of a denoising model.",
+                        epilog="Example: brainae config show --model vae --preset quick --set model.beta=0.5")
+    q.add_argument("--model", default="ae", choices=model_names(), help="registered model (see 'brainae models')")
+    _config_args(q, "seed", run=False)
+    q.set_defaults(func=cmd_config_show)
+
+    for i, p in enumerate(walk_parsers(parser)):  # every command, those added above and any added later
+        _verbosity_args(p, top=i == 0)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from brainae.progress import NORMAL, QUIET, VERBOSE, set_verbosity
+
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:  # answered before the parser imports torch
+        from brainae import __version__
+
+        print(f"brainae {__version__}")
+        return 0
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a one-line argument error (2), already printed
+        if args.quiet and args.verbose:  # one before the command, the other after it
+            parser.error("--quiet and --verbose exclude each other; choose one")
+    except SystemExit as e:  # --help or --version (0), or a one-line argument error (2), already printed
         return int(e.code or 0)
+    if args.quiet:
+        args.no_progress = True  # the commands' own switch for bars, progress lines and sweeps' trial lines
+    previous = set_verbosity(QUIET if args.quiet else VERBOSE if args.verbose else NORMAL)
     try:
         args.func(args)
     except BrainaeError as e:
@@ -577,6 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("brainae: interrupted; completed epochs are in checkpoints/last.ckpt (continue with --resume)", file=sys.stderr)
         return 130
+    finally:
+        set_verbosity(previous)  # main() called in-process (tests, notebooks) leaves no trace
     return 0
 
 

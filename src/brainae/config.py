@@ -19,6 +19,7 @@ from brainae.errors import BrainaeError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 MAX_LATENT = 65536
 
 
@@ -85,6 +86,8 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 = off
     compile: bool = False  # torch.compile the network (on a GPU with CUDA graphs); pays on GPUs, not on this kind of CPU
     augment: str = ""  # comma list of flip, affine, intensity (or "all"); applied on the fly to training batches
+    deterministic: bool = True  # deterministic algorithms (a warning where an op has none): same seed, same numbers; false lets a GPU pick its fastest kernels
+    logger: str = "csv"  # csv: history.csv only (always written) | tensorboard | mlflow | wandb: also that logger, under the run folder
 
 
 @dataclass
@@ -253,7 +256,7 @@ def build_config(
         "ema": "train.ema", "compile": "train.compile", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
         "group_by": "data.group_by", "keep_duplicates": "data.keep_duplicates", "modality": "data.modality",
         "slices": "data.slices", "crop_foreground": "data.crop_foreground", "keep_aspect": "data.keep_aspect",
-        "axis": "data.nifti_axis",
+        "axis": "data.nifti_axis", "logger": "train.logger",
     }
     for k, v in flat.items():
         if v is None:
@@ -280,6 +283,7 @@ def validate(cfg: Config) -> None:
         (0 <= t.seed < 2**32, "train.seed", "must be in 0..4294967295"),
         (0 <= d.seed < 2**32, "data.seed", "must be in 0..4294967295"),
         (t.accelerator in ACCELERATORS, "train.accelerator", f"must be one of {', '.join(ACCELERATORS)}"),
+        (t.logger in LOGGERS, "train.logger", f"must be one of {', '.join(LOGGERS)}"),
         (1 <= m.latent_dim <= MAX_LATENT, "model.latent_dim",
          f"must be 1..{MAX_LATENT} (the study used 512-2048; a larger code only costs memory)"),
         (len(m.channels) >= 1, "model.channels", "needs at least one layer"),
@@ -334,10 +338,15 @@ def from_dict(values: dict) -> Config:
     return apply_dict(Config(), values)
 
 
+def config_yaml(cfg: Config) -> str:
+    """The config as config.yaml holds it (and ``brainae config show`` prints it)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: Config, path: Path) -> None:
     from brainae.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, config_yaml(cfg))
 
 
 def load_config(path: Path) -> Config:

@@ -3,6 +3,7 @@ test split, and write ``report.html`` and ``summary.json``.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +46,8 @@ class StudyContext:
     extras: dict[str, Any] = field(default_factory=dict)  # results of later study steps, keyed by step
     out_dir: Path = Path(".")
     version: str = __version__
+    started: float = field(default_factory=time.perf_counter)  # the report states the study's wall time
+    timing: dict[str, Any] = field(default_factory=dict)  # seconds: "sweeps", and per model (training + evaluation)
 
 
 def takes_skips(name: str) -> bool:
@@ -87,6 +90,7 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         >>> summary = run_study("study", data="phantom:300", preset="quick")  # doctest: +SKIP
         >>> summary["models"]["ae"]["test"]["psnr"]["mean"]  # doctest: +SKIP
     """
+    started = time.perf_counter()
     out = Path(out_dir)
     models = list(models or STUDY_MODELS)
     cfgs = study_configs(data, preset, config_file, overrides or [], models=models, **flat)
@@ -98,17 +102,20 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
     test = full.split("test")
     ctx = StudyContext(
         title=f"brainae study: {' vs '.join(m.upper() for m in models)} on {data_cfg.spec}", preset=preset,
-        data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full), out_dir=out,
+        data=SimpleNamespace(full=full, test=test), data_summary=data_summary(full), out_dir=out, started=started,
     )
     ctx.examples = pick_examples(test.labels, n=n_examples, seed=data_cfg.seed)
     if sweep is None or sweep:
         from brainae.sweeps.command import study_sweeps
 
+        t = time.perf_counter()
         ctx.extras["sweeps"] = study_sweeps(cfgs, full, out / "sweeps", preset, progress=progress)
+        ctx.timing["sweeps"] = time.perf_counter() - t
     n_train = sum(ctx.data_summary["counts"]["train"].values())
     for name, cfg in cfgs.items():
         print(f"== training {name.upper()} ({cfg.train.epochs} epochs, {n_train} training images)")
         run_dir = out / "runs" / name
+        t = time.perf_counter()
         ctx.train_results[name] = train(cfg, run_dir, overwrite=True, data=full)
         ctx.configs[name] = to_dict(cfg)
         ctx.histories[name] = read_history(run_dir / "history.csv")
@@ -116,6 +123,7 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         ctx.eval_results[name] = evaluate(run_dir, split="test", dataset=test, run=(model, run_cfg))
         ctx.models[name], ctx.run_dirs[name] = model, run_dir
         ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
+        ctx.timing.setdefault("models", {})[name] = time.perf_counter() - t
     print(format_table(ctx.eval_results))
     report = write_report(ctx, out / "report.html")
     summary = {
@@ -131,6 +139,11 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
     if "sweeps" in ctx.extras:
         summary["sweeps"] = {m: {k: s.get(k) for k in ("n_trials", "states", "epochs", "best", "applied")}
                              for m, s in ctx.extras["sweeps"].items()}
+    summary["seconds"] = {"total": round(time.perf_counter() - ctx.started, 1),
+                          "sweeps": round(ctx.timing.get("sweeps", 0.0), 1),
+                          "models": {m: round(x, 1) for m, x in ctx.timing.get("models", {}).items()}}
+    if "flags" in ctx.extras:  # the report's automatic checks, for scripts that read the summary
+        summary["flags"] = [{k: f[k] for k in ("id", "models", "title", "text")} for f in ctx.extras["flags"]]
     write_json(out / "summary.json", summary)
     print(f"report: {report}")
     return summary

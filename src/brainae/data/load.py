@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from brainae.config import DataConfig
 from brainae.data import preprocess as pp
@@ -24,6 +23,7 @@ from brainae.data.splits import assign_splits, limit_per_split
 from brainae.data.types import ImageSet, RawItem
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path
+from brainae.progress import bar
 
 CACHE_VERSION = 3  # 3: images in their own .npy, memory-mapped
 DEFAULT_PHANTOM_COUNT = 1200
@@ -141,8 +141,8 @@ def _decode_all(items: list[RawItem], cfg: DataConfig, aspect: bool, progress: b
 
     # PIL releases the GIL while decoding and resizing, so threads use every core.
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        results = list(tqdm(pool.map(work, items, chunksize=16), total=len(items), desc="decoding images",
-                            unit="img", disable=not progress, leave=False))
+        results = list(bar(pool.map(work, items, chunksize=16), progress, total=len(items), desc="decoding images",
+                           unit="img", leave=False))
     return results
 
 

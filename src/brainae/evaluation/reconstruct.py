@@ -15,13 +15,13 @@ from typing import Optional
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from brainae.data.load import parse_spec
 from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import reconstruct, resolve_eval_data
 from brainae.io import atomic_path, atomic_write_bytes, write_json
+from brainae.progress import bar
 from brainae.training.run import load_run
 
 RESIDUAL_PNG_SCALE = 0.5  # residual PNGs: an error of 0.5 (half the intensity range) is white
@@ -60,7 +60,7 @@ def write_volumes(ds: ImageSet, recon: np.ndarray, spec_arg: str, cfg, out: Path
     aspect, axis = keep_aspect(cfg, "nifti"), cfg.nifti_axis
     x, r = with_channels(ds.images), with_channels(recon)  # uint8 input: scaled per slice below, not all at once
     written = []
-    for file, idx in tqdm(sorted(rows.items()), desc="writing volumes", unit="scan", disable=not progress, leave=False):
+    for file, idx in bar(sorted(rows.items()), progress, desc="writing volumes", unit="scan", leave=False):
         scan = by_file.get(file)
         if scan is None:
             raise BrainaeError(f"{file} is no longer where the data lists it; reconstruct from the data the run names")
@@ -85,7 +85,7 @@ def write_pngs(ds: ImageSet, recon: np.ndarray, out: Path, progress: bool) -> li
         raise BrainaeError("PNG output takes one channel; stacked modalities come from NIfTI scans")
     x = ds.images.astype(np.float32) / 255.0
     written = []
-    for i in tqdm(range(len(ds)), desc="writing images", unit="img", disable=not progress, leave=False):
+    for i in bar(range(len(ds)), progress, desc="writing images", unit="img", leave=False):
         stem = Path(ds.sources[i].replace(":", "_")).stem or f"image{i}"
         base = out / ds.classes[ds.labels[i]] / f"{i:05d}_{stem}"
         for kind, arr in (("input", x[i]), ("recon", recon[i]), ("residual", np.abs(x[i] - recon[i]) / RESIDUAL_PNG_SCALE)):

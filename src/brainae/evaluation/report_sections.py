@@ -2,16 +2,19 @@
 
 Kept to a few seconds on a CPU: denoising at the study's sigma 0.3 on at most 32 test images with
 the two fastest classical baselines (the full comparison is ``brainae denoise``), and anomaly scores
-of every model on the whole test split. Network passes and SSIM dominate the time, so the denoising
-sample is small (32 images give 95% intervals about 1.4 times as wide as 64 would). Results go to
+on the whole test split of every model and of its untrained twin (the same network with fresh
+weights: the baseline an AUROC must beat to credit training). Network passes and SSIM dominate the
+time, so the denoising sample is small (32 images give 95% intervals about 1.4 times as wide as 64 would). Results go to
 ``study.extras["denoising"]`` and ``study.extras["anomaly"]``, and to ``denoise.json`` / ``anomaly.json``
 in the study folder.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
+import torch
 
 from brainae.errors import BrainaeError
 from brainae.evaluation.anomaly import anomaly_scores, default_normal
@@ -46,9 +49,29 @@ def denoising_section(study) -> Optional[Section]:
     study.extras["denoising"] = result
     write_json(study.out_dir / "denoise.json", result)
     titles = [test.classes[test.labels[i]] for i in chosen[keep]]
-    grid = denoise_grid(examples[STUDY_NOISE], STUDY_NOISE, titles)
+    # the study's models in capitals, as in the table
+    shown = {k.upper() if k in study.models else k: v for k, v in examples[STUDY_NOISE].items()}
+    grid = denoise_grid(shown, STUDY_NOISE, titles)
     return Section("denoising", "Denoising", {"r": result, "rows": result["results"][STUDY_NOISE],
                                               "grid": figure_data_uri(grid), "noise": STUDY_NOISE})
+
+
+def untrained_twin(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same network with fresh random weights (every ``reset_parameters``, seeded; BatchNorm
+    statistics reset too), in eval mode: what any score owes to the architecture and the images alone.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+        >>> bool(torch.equal(untrained_twin(net)[0].weight, net[0].weight))
+        False
+    """
+    twin = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):  # the study's own random stream is left as it was
+        torch.manual_seed(seed)
+        for module in twin.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return twin.eval()
 
 
 @section(90)
@@ -66,6 +89,9 @@ def anomaly_section(study) -> Optional[Section]:
     idx = np.asarray(study.examples, int)
     for name, model in study.models.items():
         results[name], arrays = anomaly_scores(model, test, normal)
+        # forward passes only: an AUROC an untrained network reaches as well says nothing about training
+        baseline, _ = anomaly_scores(untrained_twin(model), test, normal)
+        results[name]["untrained"] = {k: v["auroc"] for k, v in baseline["image_level"].items()}
         if figure is None:
             masks = None if test.masks is None else test.masks[idx]
             titles = [test.classes[test.labels[i]] for i in idx]

@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 
 from brainae.io import atomic_write_text
+from brainae.report.readme import mark_sections, readme_section, study_flags
 from brainae.report.sections import build_sections
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -34,6 +35,11 @@ def render_report(study: Any) -> str:
     for name in SECTION_MODULES:
         importlib.import_module(name)  # registers its sections
     sections = build_sections(study)
+    # the box is made last (its checks read what the sections computed) and shown first
+    flags = study_flags(study)
+    study.extras["flags"] = flags  # run_study copies them into summary.json
+    mark_sections(sections, flags)
+    sections.insert(0, readme_section(study, flags, {s.id: s.title for s in sections}))
     env = _env()
     bodies = [(s, env.get_template(f"sections/{s.id}.html.j2").render(s=s, **s.context)) for s in sections]
     return env.get_template("report.html.j2").render(

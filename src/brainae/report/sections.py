@@ -21,6 +21,8 @@ class Section:
     id: str  # also the template name: templates/sections/<id>.html.j2
     title: str
     context: dict = field(default_factory=dict)
+    folded: bool = False  # shown closed (<details>); the reader opens it
+    warnings: list[str] = field(default_factory=list)  # short lines at its top, from the report's checks
 
 
 _SECTIONS: list[tuple[int, Callable[[Any], Optional[Section]]]] = []

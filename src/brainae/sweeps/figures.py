@@ -15,15 +15,17 @@ from matplotlib.ticker import MaxNLocator
 
 from brainae.io import atomic_write_bytes
 from brainae.training.callbacks import read_history
-from brainae.visualization.plots import figure_png, plt
+from brainae.visualization.plots import TEXT, figure_png, plt
 
 STATE_STYLE = {"complete": ("tab:blue", "o"), "pruned": ("tab:orange", "x"), "fail": ("tab:red", "v")}
 FIGURES = ("history", "curves", "parallel", "importance")
+WIDTH = 5.0  # inches: two figures side by side in the report, each shown at about its own size
+FEW = 20  # curves of at most this many points get markers (a one-epoch trial is otherwise invisible)
 
 
 def optimization_history(summary: dict) -> Figure:
     """Each trial's objective value (pruned trials: their last reported loss) and the running best."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     trials = summary["trials"]
     for state, (color, marker) in STATE_STYLE.items():
         pts = [(t["number"], _last_value(t)) for t in trials if t["state"] == state and _last_value(t) is not None]
@@ -39,12 +41,13 @@ def optimization_history(summary: dict) -> Figure:
     if xs:
         ax.step(xs, ys, where="post", color="black", lw=1.2, label="best so far")
     _maybe_log(ax, [y for _, y in _points(trials)])
+    _plain_ticks(ax)
     ax.set_xlabel("trial")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("best validation loss")
-    ax.set_title(f"{summary['model'].upper()}: optimisation history")
+    ax.set_ylabel("validation loss")
+    ax.set_title(f"{summary['model'].upper()}: optimisation history", fontsize=TEXT + 2)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=TEXT)
     fig.tight_layout()
     return fig
 
@@ -52,9 +55,9 @@ def optimization_history(summary: dict) -> Figure:
 def top_curves(summary: dict, k: int = 10) -> Figure:
     """Validation loss per epoch of the ``k`` best trials, from each trial's history.csv (or, for
     trials run on another machine, the values the trial reported to the study)."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     ranked = sorted([t for t in summary["trials"] if _last_value(t) is not None], key=lambda t: _best_value(t))[:k]
-    values = []
+    values, last_epoch = [], 0
     for i, t in enumerate(ranked):
         rows = read_history(Path(t["run_dir"]) / "history.csv") if t.get("run_dir") else []
         if rows:
@@ -62,16 +65,23 @@ def top_curves(summary: dict, k: int = 10) -> Figure:
         else:
             xs, ys = [int(e) for e in t["intermediate"]], list(t["intermediate"].values())
         values += [y for y in ys if np.isfinite(y)]
+        last_epoch = int(max([last_epoch, *xs]))
         ax.plot(xs, ys, "-" if t["state"] == "complete" else "--", lw=2 if i == 0 else 1,
+                marker="o" if len(xs) <= FEW else None, ms=6 if i == 0 else 4,
                 label=f"#{t['number']} {_short(t['params'])}")
     _maybe_log(ax, values)
+    _plain_ticks(ax)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if 1 <= last_epoch <= FEW:
+        ax.set_xticks(range(1, last_epoch + 1))  # whole epochs: one epoch is a point at 1, not an axis of fractions
+        ax.set_xlim(0.5, last_epoch + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation loss")
-    ax.set_title(f"{summary['model'].upper()}: top {len(ranked)} trials (dashed: pruned)")
+    ax.set_title(f"{summary['model'].upper()}: top {len(ranked)} trials (dashed: pruned)", fontsize=TEXT + 2)
     ax.grid(alpha=0.3)
-    if ranked:
-        ax.legend(fontsize=6, loc="upper right")
+    if ranked:  # below the axes: ten labels of parameters would cover the curves
+        ax.legend(fontsize=TEXT, loc="upper left", bbox_to_anchor=(0, -0.2), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -80,7 +90,7 @@ def parallel_coordinates(summary: dict) -> Figure:
     """One line per finished trial across the searched parameters, coloured by its loss (darker is better)."""
     keys = [row["key"] for row in summary["space"]["table"] if row["key"] != "train.epochs"]
     trials = [t for t in summary["trials"] if _last_value(t) is not None and all(k in t["params"] for k in keys)]
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.4 * (len(keys) + 1)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(WIDTH, 1.3 * (len(keys) + 1)), 3.6))
     axes_vals = []  # per axis: (positions in [0, 1] per trial, [(position, label)] ticks)
     for k in keys:
         vals = [t["params"][k] for t in trials]
@@ -108,10 +118,10 @@ def parallel_coordinates(summary: dict) -> Figure:
     for x, (_, ticks) in enumerate(axes_vals):
         ax.axvline(x, color="gray", lw=0.6)
         for y, label in ticks:
-            ax.text(x + 0.03, y, str(label), fontsize=6, va="center")
-    ax.set_xticks(range(len(keys) + 1), [k.split(".")[-1] for k in keys] + ["val. loss"], fontsize=8)
+            ax.text(x + 0.03, y, str(label), fontsize=TEXT, va="center")
+    ax.set_xticks(range(len(keys) + 1), [k.split(".")[-1] for k in keys] + ["val. loss"], fontsize=TEXT)
     ax.set_yticks([])
-    ax.set_title(f"{summary['model'].upper()}: parallel coordinates ({len(trials)} trials)")
+    ax.set_title(f"{summary['model'].upper()}: parallel coordinates ({len(trials)} trials)", fontsize=TEXT + 2)
     fig.tight_layout()
     return fig
 
@@ -120,16 +130,21 @@ def importance_bars(summary: dict) -> Figure:
     """Parameter importances of the complete trials (method named in the title)."""
     imp = summary.get("importances") or {}
     values = imp.get("values") or {}
-    fig, ax = plt.subplots(figsize=(5.6, 0.5 + 0.4 * max(3, len(values))))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.8 + 0.4 * max(3, len(values))))
     if values:
         names = list(values)[::-1]
-        ax.barh(names, [values[n] for n in names], color="tab:blue")
-        ax.set_xlabel("importance (normalised)")
+        bars = ax.barh(names, [values[n] for n in names], color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f", fontsize=TEXT, padding=2)
+        ax.set_xlim(0, max(1.0, 1.15 * max(values.values())))
+        ax.set_xlabel("importance (normalised)", fontsize=TEXT)
+        ax.tick_params(labelsize=TEXT)
     else:
-        ax.text(0.5, 0.5, f"no importances: {imp.get('note') or 'not computed'}", ha="center", va="center", fontsize=8)
+        ax.text(0.5, 0.5, f"no importances: {imp.get('note') or 'not computed'}", ha="center", va="center",
+                fontsize=TEXT, wrap=True)
         ax.set_axis_off()
     method = (imp.get("method") or "").split(" (")[0]
-    ax.set_title(f"{summary['model'].upper()}: parameter importance{' (' + method + ')' if method else ''}", fontsize=10)
+    ax.set_title(f"{summary['model'].upper()}: parameter importance{' (' + method + ')' if method else ''}",
+                 fontsize=TEXT + 2)
     fig.tight_layout()
     return fig
 
@@ -166,6 +181,12 @@ def _maybe_log(ax, values: list[float]) -> None:
     values = [v for v in values if np.isfinite(v)]
     if values and min(values) > 0 and max(values) / min(values) > 30:
         ax.set_yscale("log")
+
+
+def _plain_ticks(ax) -> None:
+    """Loss values as they are: an offset ("+1.529e-1") makes every tick a puzzle."""
+    if ax.get_yscale() == "linear":
+        ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _short(params: dict) -> str:

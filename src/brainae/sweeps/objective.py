@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from brainae.config import Config
 from brainae.data.types import ImageSet
+from brainae.sweeps.results import drop_weights
 from brainae.sweeps.space import apply_params
 from brainae.sweeps.study import SweepOptions, budget
 from brainae.training.callbacks import read_history
@@ -114,13 +114,13 @@ class Objective:
         except Exception as e:
             reason = (str(e) if isinstance(e, TrialDiverged) else f"{type(e).__name__}: {e}").strip()
             record(trial, trial_dir, start, reason.splitlines()[0][:300] if reason else type(e).__name__)
-            shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)
+            drop_weights(trial_dir)
             raise
         record(trial, trial_dir, start, None)
         trial.set_user_attr("best_epoch", result["best_epoch"])
         if pruning.pruned_at is not None:
             trial.set_user_attr("reason", f"pruned after epoch {pruning.pruned_at}")
-            shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)
+            drop_weights(trial_dir)
             raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
         value = float(result["best_val_loss"])
         drop_checkpoints_unless_best(trial, trial_dir, value)
@@ -167,4 +167,4 @@ def drop_checkpoints_unless_best(trial: optuna.Trial, trial_dir: Path, value: fl
     except ValueError:
         return
     if best <= value:
-        shutil.rmtree(trial_dir / "checkpoints", ignore_errors=True)
+        drop_weights(trial_dir)

@@ -17,8 +17,21 @@ STUDY_BEST = {
     "vae": {"trials": 61, "train.lr": 1e-3, "train.epochs": 40, "train.batch_size": 16, "model.latent_dim": 512,
             "loss": "97322.52 (training BCE + KL, summed over a batch)"},
 }
-FIGURES = [("history", optimization_history, "optimisation history"), ("curves", top_curves, "top-10 validation curves"),
-           ("parallel", parallel_coordinates, "parallel coordinates"), ("importance", importance_bars, "parameter importance")]
+# (name, figure, alt text, caption: how to read it)
+FIGURES = [
+    ("history", optimization_history, "optimisation history",
+     "Each trial's validation loss in the order the trials ran (pruned trials: their last reported value), and the "
+     "best so far (line). A line that keeps stepping down means the search was still finding better settings."),
+    ("curves", top_curves, "top-10 validation curves",
+     "Validation loss per epoch of the best trials (thickest: the best), one marker per epoch; parameters in the "
+     "legend. Curves still falling at their end were stopped by the epoch budget, not by convergence."),
+    ("parallel", parallel_coordinates, "parallel coordinates",
+     "One line per finished trial across the searched values (ticks on each axis), coloured by its loss (darker is "
+     "better): dark lines gathering at one value of a parameter point to a good choice."),
+    ("importance", importance_bars, "parameter importance",
+     "How much of the variation in loss each parameter explains over the complete trials (sums to 1). With a few "
+     "trials the estimate is noise, and equal bars mean nothing could be told apart."),
+]
 
 
 @section(25)
@@ -34,7 +47,7 @@ def sweep_section(study) -> Section | None:
             params["train.epochs"] = best["epochs"]
         models[name] = {
             "summary": s, "best": best, "params": params, "study": STUDY_BEST.get(name),
-            "figures": [(label, figure_data_uri(make(s))) for _, make, label in FIGURES],
+            "figures": [(label, figure_data_uri(make(s)), caption) for _, make, label, caption in FIGURES],
         }
     keys = []
     for m in models.values():

@@ -84,6 +84,12 @@ def importances(study: optuna.Study) -> dict:
     return {"method": method, "values": {k: float(v) for k, v in values.items()}, "note": ""}
 
 
+def drop_weights(trial_dir: Path) -> None:
+    """Remove a trial's checkpoints and slim weights; its config, history and metrics stay."""
+    for name in ("checkpoints", "weights"):
+        shutil.rmtree(trial_dir / name, ignore_errors=True)
+
+
 def copy_best(summary: dict, out: Path) -> Optional[str]:
     """Copy the best trial's run folder (with its checkpoints) to DIR/best, replacing an older copy."""
     best = summary.get("best")
@@ -97,7 +103,7 @@ def copy_best(summary: dict, out: Path) -> Optional[str]:
     shutil.copytree(src, tmp)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
-    for d in (out / "trials").glob("*/checkpoints"):  # only the best trial keeps checkpoints
+    for d in (out / "trials").glob("*/checkpoints"):  # only the best trial keeps checkpoints and weights
         if d.parent != src:
-            shutil.rmtree(d, ignore_errors=True)
+            drop_weights(d.parent)
     return str(dest)

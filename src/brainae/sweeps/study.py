@@ -261,7 +261,8 @@ def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:
 def config_fingerprint(cfg: Config) -> str:
     """Everything that changes the objective except the searched keys and machine settings."""
     d = to_dict(cfg)
-    for k in ("progress", "accelerator", "devices", "num_workers"):
+    # keys added later (logger, deterministic) are dropped too, so studies stored before them still resume
+    for k in ("progress", "accelerator", "devices", "num_workers", "logger", "deterministic"):
         d["train"].pop(k, None)
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

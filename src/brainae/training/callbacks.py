@@ -1,15 +1,24 @@
-"""Per-epoch history written as CSV, one row per epoch, safe to resume."""
+"""What a run reports while it trains: history.csv (one row per epoch, safe to resume), a line per epoch
+or a progress bar on stderr, and optionally one of Lightning's loggers (TensorBoard, MLflow, W&B)."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib.util
 import io
+import logging
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
+from brainae.errors import BrainaeError
 from brainae.io import atomic_write_text
+from brainae.progress import format_epoch, line, verbose
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_mse", "val_psnr", "seconds", "lr"]
 
@@ -24,10 +33,15 @@ def read_history(path: str | Path) -> list[dict]:
 
 
 class HistoryCSV(L.Callback):
-    """Rewrites ``history.csv`` atomically after every epoch; on resume, later rows are replaced."""
+    """Rewrites ``history.csv`` atomically after every epoch; on resume, later rows are replaced.
 
-    def __init__(self, path: str | Path) -> None:
+    echo: also print the row as one line on stderr (``progress.format_epoch``), for logs where no
+    progress bar is drawn.
+    """
+
+    def __init__(self, path: str | Path, echo: bool = False) -> None:
         self.path = Path(path)
+        self.echo = echo
         self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -59,3 +73,85 @@ class HistoryCSV(L.Callback):
         for r in rows:
             writer.writerow({k: (int(r[k]) if k == "epoch" else r[k]) for k in HISTORY_COLUMNS})
         atomic_write_text(self.path, buf.getvalue())
+        if self.echo:
+            line(format_epoch(row, trainer.max_epochs))
+
+
+def _on_stderr(make):
+    with contextlib.redirect_stdout(sys.stderr):  # Lightning's bars read sys.stdout when they are made
+        return make()
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bars, drawn on stderr: Lightning draws them on stdout, among the results."""
+
+    def init_sanity_tqdm(self):
+        return _on_stderr(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self):
+        return _on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self):
+        return _on_stderr(super().init_validation_tqdm)
+
+
+# train.logger -> modules of which one must be importable (Lightning's TensorBoardLogger takes either)
+LOGGER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
+
+
+def check_logger(name: str) -> None:
+    """Fail before any work when ``train.logger`` names a logger whose package is not installed."""
+    modules = LOGGER_MODULES.get(name, ())
+    if modules and not any(importlib.util.find_spec(m) for m in modules):
+        raise BrainaeError(f"--logger {name} needs the {modules[0]} package, which is not installed; "
+                           f"pip install 'brainae[{name}]' (or choose --logger csv)")
+
+
+def make_logger(name: str, out: Path):
+    """Lightning's logger for ``train.logger``, writing inside the run folder ``out``; False for csv.
+
+    csv: history.csv alone (HistoryCSV writes it whatever the logger, as the report reads it).
+    tensorboard: event files in out/tensorboard (``tensorboard --logdir out``).
+    mlflow: a SQLite store, out/mlflow.db (``mlflow ui --backend-store-uri sqlite:///out/mlflow.db``),
+        or the server MLFLOW_TRACKING_URI names.
+    wandb: offline unless WANDB_MODE says otherwise, in $WANDB_DIR/wandb (default out/wandb); upload
+        later with ``wandb sync``. The same conventions as ``brainae sweep --wandb``.
+    """
+    check_logger(name)
+    if name == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        # no version_N sub-folders: a resumed run appends its event files beside the first ones
+        return TensorBoardLogger(save_dir=out, name="", version="tensorboard", default_hp_metric=False)
+    if name == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        if not verbose():  # its table creation and "experiment not found, creating it" notes
+            os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow sets its level when imported
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # where it was imported before
+            logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # the user's own server or store
+            return MLFlowLogger(experiment_name="brainae", run_name=out.name)
+        # SQLite, not MLflow's plain-file store: MLflow 3.17 refuses that one unless MLFLOW_ALLOW_FILE_STORE is set
+        return MLFlowLogger(experiment_name="brainae", run_name=out.name,
+                            tracking_uri=f"sqlite:///{(out / 'mlflow.db').resolve()}",
+                            artifact_location=str((out / "mlartifacts").resolve()))
+    if name == "wandb":
+        import wandb
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(project="brainae", name=out.name, save_dir=os.environ.get("WANDB_DIR") or str(out),
+                           mode=os.environ.get("WANDB_MODE", "offline"),
+                           # console off: wandb would capture our stderr; its banner and summary only with --verbose
+                           settings=wandb.Settings(console="off", silent=not verbose()))
+    return False
+
+
+def finish_logger(logger) -> None:
+    """End a W&B run: wandb keeps one run per process open, and the study trains several runs in one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        wandb.finish()

@@ -1,5 +1,9 @@
 """Open a finished (or interrupted) run folder: its config and its trained network (and, for a VAE,
-the mixture fitted to its training codes that it samples from, ``prior.pt``)."""
+the mixture fitted to its training codes that it samples from, ``prior.pt``).
+
+The network comes from ``weights/best.safetensors`` when the run has it (every run trained since it
+was added does; see ``weights.py``), else from a Lightning checkpoint read without pickle.
+"""
 from __future__ import annotations
 
 import json
@@ -15,6 +19,7 @@ from brainae.errors import BrainaeError
 from brainae.io import atomic_path
 from brainae.models import build_model
 from brainae.models.prior import MixturePrior
+from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights
 
 PRIOR_FILE = "prior.pt"
 
@@ -23,28 +28,26 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
     """The network of a run in eval mode, with the run's resolved config.
 
     which: "best" (lowest validation loss) or "last"; falls back to last when best is missing.
+    See :func:`network_file` for which file the weights come from.
 
     Example:
         >>> model, cfg = load_run("runs/ae")  # doctest: +SKIP
     """
     run = Path(run_dir)
+    if which not in ("best", "last"):
+        raise BrainaeError(f"which must be 'best' or 'last', not '{which}'")
     if not (run / "config.yaml").is_file():
         raise BrainaeError(f"{run} is not a brainae run folder (no config.yaml); pass the --out of 'brainae train'")
     cfg = load_config(run / "config.yaml")
     _warn_if_split_image_by_image(run)
-    ckpt = run / "checkpoints" / f"{which}.ckpt"
-    if not ckpt.is_file():
-        ckpt = run / "checkpoints" / "last.ckpt"
-    if not ckpt.is_file():
-        raise BrainaeError(f"{run} has no checkpoint yet (checkpoints/best.ckpt); train it first")
-    state = read_checkpoint(ckpt, map_location=device)["state_dict"]
+    source = network_file(run, which)
+    if source.suffix == ".safetensors":
+        state = read_weights(source)[0]
+    else:
+        ckpt = read_checkpoint(source, map_location=device)["state_dict"]
+        state = {k.removeprefix("model."): v for k, v in ckpt.items() if k.startswith("model.")}
     model = build_model(cfg.model, cfg.data.image_size)
-    try:
-        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-    except RuntimeError as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
-        raise BrainaeError(f"{ckpt} does not fit the network that {run / 'config.yaml'} describes ({detail[:160]}); "
-                           f"restore the run's config.yaml") from None
+    load_network_state(model, state, source, run / "config.yaml")
     if hasattr(model, "code_prior") and (run / PRIOR_FILE).is_file():
         try:
             model.code_prior = MixturePrior.from_state(torch.load(run / PRIOR_FILE, map_location="cpu", weights_only=True))
@@ -52,6 +55,38 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
             raise BrainaeError(f"{run / PRIOR_FILE} cannot be read ({type(e).__name__}); delete it to sample "
                                f"from N(0, I)") from None
     return model.to(device).eval(), cfg
+
+
+def load_model(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch.nn.Module:
+    """The trained network of a run, in eval mode: :func:`load_run` without the config.
+
+    It returns a ``ModelOutput`` (``.recon``, ``.z``, ...); a VAE keeps its fitted ``code_prior``.
+
+    Example:
+        >>> model = load_model("runs/ae")  # doctest: +SKIP
+        >>> model(torch.rand(2, 1, 128, 128)).recon.shape  # doctest: +SKIP
+        torch.Size([2, 1, 128, 128])
+    """
+    return load_run(run_dir, which, device)[0]
+
+
+def network_file(run: Path, which: str = "best") -> Path:
+    """The file :func:`load_run` reads the network from.
+
+    "best": ``weights/best.safetensors``, unless ``checkpoints/best.ckpt`` was written after it: a
+    resumed run stopped before it ended leaves the weights of its earlier session behind, and the
+    newer checkpoint holds the better network. Without the weights, the checkpoint (best, else last).
+    """
+    ckpt = run / "checkpoints" / f"{which}.ckpt"
+    weights = run / WEIGHTS_FILE
+    if which == "best" and weights.is_file():
+        if not (ckpt.is_file() and ckpt.stat().st_mtime_ns > weights.stat().st_mtime_ns):
+            return weights
+    if not ckpt.is_file():
+        ckpt = run / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise BrainaeError(f"{run} has no checkpoint yet (checkpoints/best.ckpt); train it first")
+    return ckpt
 
 
 def _warn_if_split_image_by_image(run: Path) -> None:

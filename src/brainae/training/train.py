@@ -6,6 +6,7 @@ A run folder describes itself:
     data.json        the data it saw: counts per split and class, skipped files
     history.csv      one row per epoch: train and validation loss, validation PSNR, seconds
     checkpoints/     last.ckpt and best.ckpt (lowest validation loss)
+    weights/         best.safetensors: the best network's weights alone, what load_model and export read
     metrics.json     best epoch, best validation loss, time per epoch
     prior.pt         VAE only: a Gaussian mixture fitted to the training codes, to sample from
 """
@@ -25,17 +26,18 @@ from typing import Iterable, Optional
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
-from brainae import __version__
-from brainae.config import Config, save_config
+from brainae import __version__, progress
+from brainae.config import Config, load_config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path, atomic_write_text, write_json
-from brainae.training.callbacks import HistoryCSV, read_history
+from brainae.training.callbacks import (HistoryCSV, StderrProgressBar, check_logger, finish_logger, make_logger,
+                                        read_history)
 from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
 from brainae.training.precision import resolve_precision
@@ -45,9 +47,11 @@ PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", 
 
 
 def quiet_lightning() -> None:
-    """Lightning's banner lines (GPU available, TPU available, ...) drown the progress bar."""
+    """Lightning's banner lines (GPU available, TPU available, ...) drown the progress bar; --verbose keeps them."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if progress.verbose() else logging.WARNING)
+    if progress.verbose():
+        return  # --verbose: Lightning's warnings as well
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -174,7 +178,8 @@ def check_devices(cfg: Config) -> None:
 
 def is_unfinished(out: Path) -> bool:
     """A run folder whose run never finished an epoch: a config but no checkpoint, nothing to resume."""
-    return (out / "config.yaml").is_file() and not any((out / "checkpoints").glob("*.ckpt"))
+    return ((out / "config.yaml").is_file() and not any((out / "checkpoints").glob("*.ckpt"))
+            and not (out / "weights" / "best.safetensors").is_file())
 
 
 def check_resumable(module: AutoencoderModule, last: Path) -> None:
@@ -186,6 +191,17 @@ def check_resumable(module: AutoencoderModule, last: Path) -> None:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
         raise BrainaeError(f"{last} does not fit the configured network ({detail[:160]}); resume without changing "
                            f"the model settings, or train into a new --out") from None
+
+
+def check_schedule_length(cfg: Config, saved: Path) -> None:
+    """A learning-rate schedule is laid out over the run's epochs; resuming with another count would step a
+    one-cycle schedule past its end (an error deep in torch) or send a cosine one back up."""
+    if not saved.is_file():
+        return
+    before = load_config(saved).train
+    if before.schedule != "none" and before.epochs != cfg.train.epochs:
+        raise BrainaeError(f"{saved.parent} was trained with --schedule {before.schedule} over {before.epochs} epochs; "
+                           f"resume it with --epochs {before.epochs}, or train a new run for {cfg.train.epochs} epochs")
 
 
 def train(
@@ -212,6 +228,7 @@ def train(
     if out.exists() and not out.is_dir():
         raise BrainaeError(f"--out {out} is a file; name a folder for the run")
     check_devices(cfg)
+    check_logger(cfg.train.logger)
     cfg.train.precision = resolve_precision(cfg.train.precision, cfg.train.accelerator)  # config.yaml says which
     # With DDP, Lightning re-runs this command in one process per extra GPU (LOCAL_RANK > 0);
     # those processes join the run that rank 0 has set up and leave the folder to it.
@@ -236,6 +253,7 @@ def train(
     module = AutoencoderModule.from_config(cfg)
     if resume:
         check_resumable(module, last)  # before config.yaml or data.json change
+        check_schedule_length(cfg, out / "config.yaml")
     cfg.train.noise = module.cfg.train.noise  # a model's default noise (dae) belongs in config.yaml
     if not child:
         save_config(cfg, out / "config.yaml")
@@ -255,11 +273,14 @@ def train(
     extra = []
     if cfg.train.early_stopping:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
-    if cfg.train.progress:
+    steps = max(1, int((ds.splits == "train").sum()) // cfg.train.batch_size)
+    # progress: a bar at a terminal, else (a log, CI) one line per epoch from HistoryCSV; --quiet: neither
+    report = cfg.train.progress and not progress.quiet()
+    draw_bar = report and progress.bars()
+    if draw_bar:
         # a refresh reads the loss from the device; about 25 a epoch keep the bar live without a host
         # wait at every step (on a GPU, a step of the study's AE is shorter than that wait)
-        steps = max(1, int((ds.splits == "train").sum()) // cfg.train.batch_size)
-        extra.append(TQDMProgressBar(refresh_rate=max(1, steps // 25)))
+        extra.append(StderrProgressBar(refresh_rate=max(1, steps // 25)))
     if cfg.train.ema:
         # validation and the saved checkpoints use the averaged weights, so best.ckpt is the EMA model
         extra.append(EMAWeightAveraging(decay=cfg.train.ema))
@@ -269,10 +290,14 @@ def train(
         devices=cfg.train.devices,
         strategy="ddp" if cfg.train.devices > 1 else "auto",
         precision=cfg.train.precision,
-        callbacks=[best, latest, HistoryCSV(out / "history.csv"), *extra, *(callbacks or [])],
-        logger=False,
-        enable_progress_bar=cfg.train.progress,
-        enable_model_summary=False,
+        # "warn": an op without a deterministic kernel warns instead of stopping the run
+        deterministic="warn" if cfg.train.deterministic else False,
+        callbacks=[best, latest, HistoryCSV(out / "history.csv", echo=report and not draw_bar), *extra,
+                   *(callbacks or [])],
+        logger=make_logger(cfg.train.logger, out),  # history.csv is written whatever the logger
+        log_every_n_steps=min(50, steps),  # a short epoch still logs its steps
+        enable_progress_bar=draw_bar,
+        enable_model_summary=progress.verbose(),
         num_sanity_val_steps=0,
         default_root_dir=out,
         plugins=[AtomicCheckpointIO()],
@@ -293,11 +318,15 @@ def train(
             signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left Ctrl-C ignored
             raise KeyboardInterrupt from None
         raise
+    finally:
+        finish_logger(trainer.logger)
     seconds = time.perf_counter() - start
     if not trainer.is_global_zero:
         return {"run_dir": str(out)}
 
     write_json(out / "env.json", environment(trainer))
+    from brainae.export import write_best_weights
+    write_best_weights(out)  # weights/best.safetensors: the network alone, what load_run reads first
     history = read_history(out / "history.csv")
     val = np.array([r["val_loss"] for r in history], dtype=float)
     finite = np.isfinite(val)

@@ -6,18 +6,22 @@ from typing import Optional
 import numpy as np
 from matplotlib.figure import Figure
 
-from brainae.visualization.plots import image_rows, plt
+from brainae.visualization.plots import TEXT, Row, error_scale, image_rows, plt, psnr
 
 
 def denoise_grid(examples: dict[str, np.ndarray], level: str, titles: Optional[list[str]] = None) -> Figure:
     """Like the study's figure 13: rows original, noisy, then each method; columns the same images.
+    Each noisy or denoised panel shows its PSNR against the clean image; one gray scale (0 to 1) for all.
 
     examples: {"clean": (N, H, W), "noisy": (N, H, W), method: (N, H, W), ...}, floats in [0, 1].
     """
-    rows = [("original", examples["clean"])] + [
-        (f"noisy ({level})" if k == "noisy" else k, v) for k, v in examples.items() if k != "clean"
-    ]
-    return image_rows([(label, imgs, "gray", 1.0) for label, imgs in rows], titles, cell=1.5)
+    clean = examples["clean"]
+    rows = [Row("original", clean, colorbar="intensity")]
+    for k, v in examples.items():
+        if k != "clean":
+            rows.append(Row(f"noisy\n{level}" if k == "noisy" else k, v,
+                            notes=[f"{psnr(c, x):.1f} dB" for c, x in zip(clean, v)]))
+    return image_rows(rows, titles)
 
 
 def psnr_vs_level(result: dict) -> Figure:
@@ -35,22 +39,24 @@ def psnr_vs_level(result: dict) -> Figure:
         ax.set_xlabel(f"noise level ({levels[0].split(':')[0]})")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=TEXT)
     fig.tight_layout()
     return fig
 
 
 def residual_grid(images: np.ndarray, recons: np.ndarray, residuals: np.ndarray, masks: Optional[np.ndarray],
                   titles: Optional[list[str]] = None) -> Figure:
-    """Rows: input, reconstruction, residual map (tumour mask outlined where known); columns: images."""
-    rows = [("input", images, "gray", 1.0), ("reconstruction", recons, "gray", 1.0),
-            ("|residual|", residuals, "magma", max(float(np.percentile(residuals, 99.5)), 1e-6))]
+    """Rows: input, reconstruction (its PSNR in each panel), residual map on a colour scale fitted to
+    the maps, with its colour bar (tumour mask outlined where known); columns: images."""
+    rows = [Row("input", images),
+            Row("reconstruction", recons, notes=[f"{psnr(x, r):.1f} dB" for x, r in zip(images, recons)]),
+            Row("|residual|", residuals, "magma", error_scale([residuals]), colorbar="|residual|")]
 
     def outline(ax, r, c):
         if masks is not None and masks[c].any() and r > 0:
             ax.contour(masks[c], levels=[0.5], colors="cyan", linewidths=0.6)
 
-    return image_rows(rows, titles, overlay=outline, cell=1.5)
+    return image_rows(rows, titles, overlay=outline)
 
 
 def score_histograms(scores: dict[str, np.ndarray], is_anomaly: np.ndarray, aurocs: dict[str, float]) -> Figure:
@@ -60,8 +66,9 @@ def score_histograms(scores: dict[str, np.ndarray], is_anomaly: np.ndarray, auro
         bins = np.linspace(np.min(s), np.max(s) + 1e-12, 25)
         ax.hist(s[~is_anomaly], bins=bins, alpha=0.6, label="healthy")
         ax.hist(s[is_anomaly], bins=bins, alpha=0.6, label="tumour")
-        ax.set_title(f"{name} (AUROC {aurocs[name]:.3f})", fontsize=9)
+        ax.set_title(f"{name} (AUROC {aurocs[name]:.3f})", fontsize=TEXT + 1)
+        ax.tick_params(labelsize=TEXT)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=TEXT)
     fig.tight_layout()
     return fig

@@ -17,9 +17,12 @@ from matplotlib.figure import Figure
 
 from brainae.io import atomic_write_bytes, write_json
 from brainae.visualization.layers import to_unit
-from brainae.visualization.plots import figure_png, plt
+from brainae.visualization.plots import TEXT, figure_png, grid_cell, plt
 
 TRAVERSE_SIGMAS = (-2.5, -1.5, -0.5, 0.5, 1.5, 2.5)  # steps along a principal direction, in its std
+# Burda et al. (2016): a unit of a VAE's mean code is "active" when its variance over the data exceeds
+# 0.01; the N(0, I) prior fixes the scale, so the threshold means the same in every VAE (not in an AE)
+ACTIVE_VARIANCE = 0.01
 
 
 def has_latent_space(model: nn.Module) -> bool:
@@ -79,6 +82,34 @@ def pca(z: np.ndarray, k: int = 10) -> dict:
     k = min(k, len(var))
     return {"mean": mean, "components": vt[:k], "std": np.sqrt(var[:k]),
             "explained": var[:k] / total if total > 0 else np.zeros(k)}
+
+
+def code_statistics(z: np.ndarray, prior_scaled: bool = False) -> dict:
+    """How many directions codes (N, D) actually use.
+
+    effective_dims: the participation ratio (sum l)^2 / sum l^2 of the eigenvalues l of the codes'
+        covariance: 1 when every code lies on one line, D when the variance is spread evenly; unlike a
+        count of units it sees codes that vary in every unit but only along one direction together.
+    pc1: the first principal component's share of the variance.
+    active_units: with ``prior_scaled`` (a VAE's mean code, scaled by its N(0, I) prior), the units
+        whose variance over the images exceeds :data:`ACTIVE_VARIANCE`; else None.
+
+    Example:
+        >>> z = np.outer(np.linspace(-1, 1, 20), np.ones(8))  # 20 codes on one line
+        >>> round(code_statistics(z)["effective_dims"], 3), code_statistics(z, prior_scaled=True)["active_units"]
+        (1.0, 8)
+    """
+    z = np.asarray(z, np.float64)
+    zc = z - z.mean(axis=0)
+    gram = zc @ zc.T if len(zc) <= zc.shape[1] else zc.T @ zc  # the same non-zero eigenvalues; the smaller matrix
+    lam = np.clip(np.linalg.eigvalsh(gram), 0, None)
+    total = lam.sum()
+    return {
+        "n": int(z.shape[0]), "dim": int(z.shape[1]),
+        "effective_dims": float(total ** 2 / (lam ** 2).sum()) if total > 0 else 0.0,
+        "pc1": float(lam.max() / total) if total > 0 else 1.0,
+        "active_units": int((z.var(axis=0, ddof=1) > ACTIVE_VARIANCE).sum()) if prior_scaled and len(z) > 1 else None,
+    }
 
 
 def projections(z: np.ndarray, seed: int = 0, p: Optional[dict] = None) -> dict[str, np.ndarray]:
@@ -173,11 +204,11 @@ def projection_figure(proj: dict[str, dict[str, np.ndarray]], labels: np.ndarray
                 title += f" (PC1 {ev[0]:.0%}, PC2 {ev[1]:.0%} of variance)" if len(ev) > 1 else ""
                 ax.set_xlabel("PC1")
                 ax.set_ylabel("PC2")
-            ax.set_title(title, fontsize=9)
-            ax.tick_params(labelsize=7)
+            ax.set_title(title, fontsize=TEXT + 1)
+            ax.tick_params(labelsize=TEXT)
             ax.grid(alpha=0.25)
             if r == 0 and c == 0:
-                ax.legend(fontsize=7, loc="best")
+                ax.legend(fontsize=TEXT, loc="best")
     fig.tight_layout()
     return fig
 
@@ -193,9 +224,10 @@ def explained_figure(explained: dict[str, np.ndarray]) -> Figure:
     ax.set_xlabel("principal component")
     ax.set_ylabel("share of latent variance")
     ax.set_ylim(0, 1)
-    ax.set_title("Variance of the test codes per principal component", fontsize=9)
+    ax.set_title("Variance of the test codes per principal component", fontsize=TEXT + 1)
+    ax.tick_params(labelsize=TEXT)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=TEXT)
     fig.tight_layout()
     return fig
 
@@ -203,9 +235,13 @@ def explained_figure(explained: dict[str, np.ndarray]) -> Figure:
 def image_rows_figure(rows: dict[str, np.ndarray], col_titles: list[str], title: str = "") -> Figure:
     """Rows of images (each (n, H, W) in [0, 1]) labelled by row name, with column titles."""
     n = max(len(v) for v in rows.values())
-    width, height = 1.35 * n + 0.3, 1.4 * len(rows) + 0.55
+    cell = grid_cell(next(iter(rows.values())))
+    left = 0.2 + 0.09 * max(len(label.split("\n")) for label in rows)
+    top = (0.25 if title else 0.05) + (0.2 if col_titles else 0)
+    width, height = cell * n + left + 0.05, (cell + 0.04) * len(rows) + top + 0.05
     fig, axes = plt.subplots(len(rows), n, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=0.3 / width, right=0.995, bottom=0.03 / height, top=1 - 0.5 / height, wspace=0.04, hspace=0.04)
+    fig.subplots_adjust(left=left / width, right=1 - 0.05 / width, bottom=0.05 / height, top=1 - top / height,
+                        wspace=0.04, hspace=0.04)
     for r, (label, imgs) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r][c]
@@ -216,11 +252,11 @@ def image_rows_figure(rows: dict[str, np.ndarray], col_titles: list[str], title:
                 continue
             ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
             if c == 0:
-                ax.set_ylabel(label, fontsize=7)
+                ax.set_ylabel(label, fontsize=TEXT)
             if r == 0 and c < len(col_titles):
-                ax.set_title(col_titles[c], fontsize=7)
+                ax.set_title(col_titles[c], fontsize=TEXT)
     if title:
-        fig.suptitle(title, fontsize=9, y=1 - 0.06 / height)
+        fig.suptitle(title, fontsize=TEXT + 1, y=1 - 0.04 / height)
     return fig
 
 
@@ -276,6 +312,7 @@ def analyse_latent(models: dict[str, nn.Module], images: np.ndarray, labels: np.
             "latent_dim": int(z.shape[1]),
             "explained_variance": [float(v) for v in explained[m]],
             "code_std": float(z.std(axis=0).mean()),  # average spread per latent unit
+            "spread": code_statistics(z, prior_scaled=is_generative(net)),
             "centroids": centroid_distances(z, labels, classes),
             "generative": is_generative(net),
         }

@@ -13,11 +13,12 @@ import torch
 
 from brainae.report.sections import Section, section
 from brainae.visualization.latent import analyse_latent, has_latent_space
-from brainae.visualization.layers import capture_layers, channel_grid_figure, channel_mean_figure, layer_stats, \
-    to_unit, top_channels_figure
+from brainae.visualization.layers import capture_layers, channel_grid_figure, channel_mean_figure, layer_notes, \
+    layer_stats, to_unit, top_channels_figure
 from brainae.visualization.plots import figure_data_uri
 
 LAYER_IMAGES = 5  # the study's figures 11 and 12 showed five images
+REPORT_SAMPLES = 8  # prior samples per source in the report: one row each (`brainae latent` draws 16)
 
 
 def spread_over_classes(examples: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -52,17 +53,23 @@ def inside_section(study) -> Optional[Section]:
     x = to_unit(test.images[idx])
     titles = [test.classes[test.labels[i]] for i in idx]
     runs = {m: capture_layers(net, torch.from_numpy(x[:, None])) for m, net in study.models.items()}
+    notes = {m: layer_notes(net) for m, net in study.models.items()}
     stats = {m: layer_stats(acts) for m, (acts, _) in runs.items()}
+    for m, rows in stats.items():
+        for r in rows:
+            r["note"] = notes[m].get(r["layer"], "")
     study.extras["layers"] = {"images": idx.tolist(), "models": stats}
-    top = {m: figure_data_uri(top_channels_figure(acts, k=6, model=m)) for m, (acts, _) in runs.items()}
+    top = {m: figure_data_uri(top_channels_figure(acts, k=6, model=m, notes=notes[m])) for m, (acts, _) in runs.items()}
     grids = {}
     for m, (acts, _) in runs.items():
         first = next(iter(acts))  # the first layer: edges and intensity, easiest to read channel by channel
-        grids[m] = {"layer": first, "uri": figure_data_uri(channel_grid_figure(acts[first][0], first, m), dpi=90)}
+        grids[m] = {"layer": first, "uri": figure_data_uri(channel_grid_figure(acts[first][0], first, m))}
+    plain = sorted({f"{k} ({v})" for n in notes.values() for k, v in n.items()})
+    # folded by default: a third of the page, and read after the results rather than before them
     return Section("inside", "Inside the network", {
-        "means": figure_data_uri(channel_mean_figure(x, runs, titles)), "top": top, "grids": grids,
-        "stats": stats, "n": len(idx), "first_title": titles[0],
-    })
+        "means": figure_data_uri(channel_mean_figure(x, runs, titles, notes)), "top": top, "grids": grids,
+        "stats": stats, "n": len(idx), "first_title": titles[0], "plain": plain,
+    }, folded=True)
 
 
 @section(70)
@@ -72,7 +79,8 @@ def latent_section(study) -> Optional[Section]:
         return None
     test = study.data.test
     pair = interpolation_pair(study.examples, test.labels)
-    summary, figs = analyse_latent(models, test.images, test.labels, test.classes, pair, highlight=study.examples)
+    summary, figs = analyse_latent(models, test.images, test.labels, test.classes, pair, highlight=study.examples,
+                                   n_samples=REPORT_SAMPLES)
     study.extras["latent"] = summary
     return Section("latent", "Latent space", {
         "figs": {k: figure_data_uri(f) for k, f in figs.items()}, "summary": summary,
