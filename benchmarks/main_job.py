@@ -20,13 +20,13 @@ from pathlib import Path
 
 from brainae.data.grouping import describe
 from brainae.io import write_json
+from brainae.study import comparable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_real import machine  # noqa: E402
 
 COMMAND = ["brainae", "study", "--out", "DIR"]
-VOLATILE = ("seconds", "run_dir", "report")  # what may differ between two runs: times and folder names
 
 
 def run_once(out: Path) -> tuple[float, dict]:
@@ -34,14 +34,6 @@ def run_once(out: Path) -> tuple[float, dict]:
     subprocess.run([sys.executable, "-m", "brainae.cli", *COMMAND[1:-1], str(out), "--quiet"], check=True,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - start, json.loads((out / "summary.json").read_text())
-
-
-def metrics(node):
-    if isinstance(node, dict):
-        return {k: metrics(v) for k, v in node.items() if not any(w in k for w in VOLATILE)}
-    if isinstance(node, list):
-        return [metrics(v) for v in node]
-    return node
 
 
 def main() -> int:
@@ -56,13 +48,12 @@ def main() -> int:
         if args.keep:
             shutil.rmtree(args.keep, ignore_errors=True)
             shutil.copytree(first, args.keep)
-    identical = all(metrics(summary["models"][m]) == metrics(summary_again["models"][m]) for m in summary["models"])
+    identical = all(comparable(summary["models"][m]) == comparable(summary_again["models"][m]) for m in summary["models"])
     split = summary["seconds"]
     res = {"machine": machine(), "command": " ".join(COMMAND) + " (timed by python benchmarks/main_job.py)",
            "data": summary["data"]["description"], "seconds": round(seconds, 1),
            "seconds_second_run": round(seconds_again, 1),
-           "seconds_inside": {"sweeps": split["sweeps"], **split["models"],
-                              "report": round(split["total"] - split["sweeps"] - sum(split["models"].values()), 1)},
+           "seconds_inside": {"sweeps": split["sweeps"], **split["models"], "report": split["report"]},
            "identical_metrics_second_run": identical, "report_mb": round(report_mb, 2),
            "split": describe(summary["data"]["grouping"]),
            "flags": {f["id"]: f["models"] for f in summary.get("flags", [])},

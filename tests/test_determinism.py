@@ -4,18 +4,7 @@ import json
 from pathlib import Path
 
 from brainae.cli import main
-
-# what may differ between two identical runs: wall-clock times and the folders they were written to
-VOLATILE = ("seconds", "time", "run_dir", "report", "path", "dir")
-
-
-def metrics(node):
-    """summary.json with the volatile entries removed, so the rest can be compared exactly."""
-    if isinstance(node, dict):
-        return {k: metrics(v) for k, v in node.items() if not any(w in k for w in VOLATILE)}
-    if isinstance(node, list):
-        return [metrics(v) for v in node]
-    return node
+from brainae.study import comparable
 
 
 def test_the_study_twice_gives_identical_metrics(study_dir, tmp_path):
@@ -29,13 +18,14 @@ def test_the_study_twice_gives_identical_metrics(study_dir, tmp_path):
     for name in ("ae", "vae"):
         test = second["models"][name]["test"]
         assert test["psnr"]["mean"] > 0 and test["n"] > 0  # there is something to compare
-        assert metrics(second["models"][name]["test"]) == metrics(first["models"][name]["test"])
-        assert metrics(second["models"][name]["train"]) == metrics(first["models"][name]["train"])
-    assert metrics(second.get("sweeps")) == metrics(first.get("sweeps"))
+        assert comparable(second["models"][name]["test"]) == comparable(first["models"][name]["test"])
+        assert comparable(second["models"][name]["train"]) == comparable(first["models"][name]["train"])
+    assert comparable(second.get("sweeps")) == comparable(first.get("sweeps"))
+    assert comparable(second.get("flags")) == comparable(first.get("flags"))
     assert (again / "runs" / "ae" / "history.csv").read_text().count("\n") > 1
     assert history(again) == history(study_dir)  # every epoch's losses, not only the final metrics
 
 
 def history(study: Path) -> list[dict]:
     with open(study / "runs" / "ae" / "history.csv", newline="") as f:
-        return [metrics(row) for row in csv.DictReader(f)]
+        return [comparable(row) for row in csv.DictReader(f)]

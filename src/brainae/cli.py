@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import sys
 from pathlib import Path
@@ -97,6 +98,7 @@ DATA_HELP = (
 )
 
 
+@functools.lru_cache(maxsize=None)  # help texts quote presets dozens of times per parser
 def _preset(name: str, key: str, model: str = "ae"):
     """A value of a preset file (e.g. ``_preset("quick", "train.epochs")``), or the config default, for help texts."""
     from brainae.config import Config, load_preset
@@ -690,13 +692,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from brainae.progress import NORMAL, QUIET, VERBOSE, set_verbosity
-
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:  # answered before the parser imports torch
         from brainae import __version__
 
         print(f"brainae {__version__}")
         return 0
+    from brainae.progress import NORMAL, QUIET, VERBOSE, set_verbosity
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

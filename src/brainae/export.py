@@ -6,13 +6,12 @@ run's own test images, and its output must match the run's network (float32, on 
 output, the reconstruction (:class:`Reconstruction`). A VAE's fitted ``prior.pt`` stays in the
 run folder: these files reconstruct, they do not sample.
 
-``write_best_weights`` is what ``train`` calls at the end of every run: ``weights/best.safetensors``.
+``training.run.write_best_weights`` writes every run's ``weights/best.safetensors`` when it ends.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -22,15 +21,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from brainae import __version__
-from brainae.config import Config, load_config, to_dict
+from brainae.config import Config
 from brainae.data.types import with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import resolve_eval_data
 from brainae.io import atomic_path
 from brainae.models import build_model
-from brainae.training.run import load_run, read_checkpoint
-from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights, save_weights
+from brainae.training.run import load_run, weights_metadata
+from brainae.training.weights import load_network_state, read_weights, save_weights
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 TOLERANCE = 1e-4  # max abs difference, on [0, 1] pixels: far below one grey level (1/255)
@@ -56,31 +54,6 @@ class Reconstruction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).recon  # (B, C, H, W)
-
-
-def weights_metadata(cfg: Config, source: str) -> dict[str, str]:
-    """What a safetensors file says about itself: enough to rebuild its network without the run folder."""
-    return {"brainae": __version__, "model": cfg.model.name, "image_size": str(cfg.data.image_size),
-            "source": source, "config": json.dumps(to_dict(cfg))}
-
-
-def write_best_weights(run_dir: str | Path) -> Optional[Path]:
-    """Write ``RUN/weights/best.safetensors``: the network of ``checkpoints/best.ckpt`` alone (no optimizer,
-    EMA or loop state; with ``train.ema`` the network is the averaged one, as in the checkpoint).
-
-    ``train`` calls it when a run ends; None when the run kept no best checkpoint (no finite validation loss).
-
-    Example:
-        >>> write_best_weights("runs/ae")  # doctest: +SKIP
-        PosixPath('runs/ae/weights/best.safetensors')
-    """
-    run = Path(run_dir)
-    ckpt = run / "checkpoints" / "best.ckpt"
-    if not ckpt.is_file():
-        return None
-    state = read_checkpoint(ckpt)["state_dict"]
-    net = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    return save_weights(run / WEIGHTS_FILE, net, weights_metadata(load_config(run / "config.yaml"), "checkpoints/best.ckpt"))
 
 
 def check_images(cfg: Config, n: int = CHECK_IMAGES) -> tuple[torch.Tensor, str]:
@@ -201,12 +174,12 @@ def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None, 
         >>> export_run("runs/ae", "onnx")["max_abs_diff"] < 1e-4  # doctest: +SKIP
         True
     """
-    _require(fmt)  # before the run and its data are loaded
-    model, cfg = load_run(run_dir, which)
-    x, checked_on = check_images(cfg)
+    _require(fmt)  # these checks come before the run and its data are loaded
     path = Path(out) if out else Path(run_dir) / "export" / f"{which}{FORMATS[fmt]}"
     if path.is_dir():
         raise BrainaeError(f"--out {path} is a folder; name a file such as {path / (which + FORMATS[fmt])}")
+    model, cfg = load_run(run_dir, which)
+    x, checked_on = check_images(cfg)
     diff = export_network(model, cfg, x, path, fmt)
     return {"path": str(path), "format": fmt, "which": which, "bytes": path.stat().st_size,
             "checked_on": checked_on, "max_abs_diff": diff, "tolerance": TOLERANCE}

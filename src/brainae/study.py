@@ -50,6 +50,25 @@ class StudyContext:
     timing: dict[str, Any] = field(default_factory=dict)  # seconds: "sweeps", and per model (training + evaluation)
 
 
+# summary.json keys (substrings) that differ between two runs of the same study: times and folders
+VOLATILE_KEYS = ("seconds", "time", "dir", "report", "path")
+
+
+def comparable(node: Any) -> Any:
+    """``node`` (summary.json or a part of it) without its volatile entries: what two runs with the same
+    seed must match exactly.
+
+    Example:
+        >>> comparable({"psnr": 21.0, "seconds": 3.2, "run_dir": "a", "per_class": [{"time": 1, "n": 2}]})
+        {'psnr': 21.0, 'per_class': [{'n': 2}]}
+    """
+    if isinstance(node, dict):
+        return {k: comparable(v) for k, v in node.items() if not any(w in k for w in VOLATILE_KEYS)}
+    if isinstance(node, list):
+        return [comparable(v) for v in node]
+    return node
+
+
 def takes_skips(name: str) -> bool:
     """Whether registered model ``name`` accepts ``model.skips`` (probed on a tiny instance)."""
     from brainae.config import ModelConfig
@@ -139,9 +158,10 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
     if "sweeps" in ctx.extras:
         summary["sweeps"] = {m: {k: s.get(k) for k in ("n_trials", "states", "epochs", "best", "applied")}
                              for m, s in ctx.extras["sweeps"].items()}
-    summary["seconds"] = {"total": round(time.perf_counter() - ctx.started, 1),
-                          "sweeps": round(ctx.timing.get("sweeps", 0.0), 1),
-                          "models": {m: round(x, 1) for m, x in ctx.timing.get("models", {}).items()}}
+    total, sweeps, trained = time.perf_counter() - ctx.started, ctx.timing.get("sweeps", 0.0), ctx.timing.get("models", {})
+    summary["seconds"] = {"total": round(total, 1), "sweeps": round(sweeps, 1),
+                          "models": {m: round(x, 1) for m, x in trained.items()},
+                          "report": round(total - sweeps - sum(trained.values()), 1)}  # loading data too
     if "flags" in ctx.extras:  # the report's automatic checks, for scripts that read the summary
         summary["flags"] = [{k: f[k] for k in ("id", "models", "title", "text")} for f in ctx.extras["flags"]]
     write_json(out / "summary.json", summary)

@@ -117,7 +117,7 @@ def make_logger(name: str, out: Path):
     wandb: offline unless WANDB_MODE says otherwise, in $WANDB_DIR/wandb (default out/wandb); upload
         later with ``wandb sync``. The same conventions as ``brainae sweep --wandb``.
     """
-    check_logger(name)
+    check_logger(name)  # train() checked before loading data; this keeps the function safe to call alone
     if name == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 

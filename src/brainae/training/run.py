@@ -10,16 +10,18 @@ import json
 import pickle
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from brainae.config import Config, load_config
+from brainae import __version__
+from brainae.config import Config, load_config, to_dict
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path
 from brainae.models import build_model
 from brainae.models.prior import MixturePrior
-from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights
+from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights, save_weights
 
 PRIOR_FILE = "prior.pt"
 
@@ -44,8 +46,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
     if source.suffix == ".safetensors":
         state = read_weights(source)[0]
     else:
-        ckpt = read_checkpoint(source, map_location=device)["state_dict"]
-        state = {k.removeprefix("model."): v for k, v in ckpt.items() if k.startswith("model.")}
+        state = network_state(read_checkpoint(source, map_location=device)["state_dict"])
     model = build_model(cfg.model, cfg.data.image_size)
     load_network_state(model, state, source, run / "config.yaml")
     if hasattr(model, "code_prior") and (run / PRIOR_FILE).is_file():
@@ -55,6 +56,36 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
             raise BrainaeError(f"{run / PRIOR_FILE} cannot be read ({type(e).__name__}); delete it to sample "
                                f"from N(0, I)") from None
     return model.to(device).eval(), cfg
+
+
+def network_state(module_state: dict) -> dict:
+    """The network's own state dict from a checkpoint's (the LightningModule holds it as ``model``)."""
+    return {k.removeprefix("model."): v for k, v in module_state.items() if k.startswith("model.")}
+
+
+def weights_metadata(cfg: Config, source: str) -> dict[str, str]:
+    """What a safetensors file says about itself: enough to rebuild its network without the run folder."""
+    return {"brainae": __version__, "model": cfg.model.name, "image_size": str(cfg.data.image_size),
+            "source": source, "config": json.dumps(to_dict(cfg))}
+
+
+def write_best_weights(run_dir: str | Path, cfg: Config) -> Optional[Path]:
+    """Write ``RUN/weights/best.safetensors``: the network of ``checkpoints/best.ckpt`` alone (no optimizer,
+    EMA or loop state; with ``train.ema`` the network is the averaged one, as in the checkpoint).
+
+    ``train`` calls it when a run ends, with the run's config; None when the run kept no best checkpoint
+    (no finite validation loss).
+
+    Example:
+        >>> write_best_weights("runs/ae", cfg)  # doctest: +SKIP
+        PosixPath('runs/ae/weights/best.safetensors')
+    """
+    run = Path(run_dir)
+    ckpt = run / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        return None
+    net = network_state(read_checkpoint(ckpt)["state_dict"])
+    return save_weights(run / WEIGHTS_FILE, net, weights_metadata(cfg, "checkpoints/best.ckpt"))
 
 
 def load_model(run_dir: str | Path, which: str = "best", device: str = "cpu") -> torch.nn.Module:

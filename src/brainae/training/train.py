@@ -41,7 +41,7 @@ from brainae.training.callbacks import (HistoryCSV, StderrProgressBar, check_log
 from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
 from brainae.training.precision import resolve_precision
-from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_code_prior
+from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_best_weights, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
 
@@ -325,8 +325,7 @@ def train(
         return {"run_dir": str(out)}
 
     write_json(out / "env.json", environment(trainer))
-    from brainae.export import write_best_weights
-    write_best_weights(out)  # weights/best.safetensors: the network alone, what load_run reads first
+    write_best_weights(out, cfg)  # weights/best.safetensors: the network alone, what load_run reads first
     history = read_history(out / "history.csv")
     val = np.array([r["val_loss"] for r in history], dtype=float)
     finite = np.isfinite(val)
