@@ -38,8 +38,10 @@ def name(prog: str, action: argparse.Action) -> str:
 # ---------------------------------------------------------------- --version and --help
 
 
-def test_version(capsys):
-    rc, out, err = run_cli(capsys, "--version")
+@pytest.mark.parametrize("argv", [["--version"], ["-q", "--version"], ["--version", "models"]])
+def test_version(capsys, argv):
+    # the first two are answered before the parser is built, the last by the parser's own --version
+    rc, out, err = run_cli(capsys, *argv)
     assert rc == 0 and out == f"brainae {__version__}\n" and err == ""
 
 

@@ -65,6 +65,8 @@ def test_sweep_with_pruning_writes_results_figures_and_best_run(sweep4):
         assert (opts.out / f).stat().st_size > 1000, f
     assert (opts.out / "best" / "checkpoints" / "best.ckpt").is_file()
     assert not list((opts.out / "trials").glob("*/checkpoints"))[1:]  # only the best trial keeps checkpoints
+    assert (opts.out / "best" / "weights" / "best.safetensors").is_file()  # written for the copy alone
+    assert not list((opts.out / "trials").glob("*/weights"))
 
 
 def test_rerun_resumes_the_same_study_and_adds_trials(sweep4):

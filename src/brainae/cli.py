@@ -692,7 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (sys.argv[1:] if argv is None else argv) == ["--version"]:  # answered before the parser imports torch
+    args_in = sys.argv[1:] if argv is None else argv
+    if "--version" in args_in and set(args_in) <= {"--version", "-q", "--quiet", "-v", "--verbose"}:
+        # answered before the parser, which imports torch for the model names
         from brainae import __version__
 
         print(f"brainae {__version__}")

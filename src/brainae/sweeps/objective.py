@@ -102,7 +102,8 @@ class Objective:
             # per pixel, comparable across trials; read by variational models only (the others ignore it)
             cfg.model.vae_reduction = "mean"
             cfg.model.prior_components = 0  # trials are scored, never sampled from
-            result = train(cfg, trial_dir, overwrite=True, data=self.data, callbacks=[pruning])
+            # no slim weights per trial: most trials' checkpoints are dropped, and DIR/best gets its own
+            result = train(cfg, trial_dir, overwrite=True, data=self.data, callbacks=[pruning], slim_weights=False)
             history = read_history(trial_dir / "history.csv")
             bad = [int(r["epoch"]) for r in history
                    if not (math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]))]

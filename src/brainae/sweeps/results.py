@@ -91,7 +91,7 @@ def drop_weights(trial_dir: Path) -> None:
 
 
 def copy_best(summary: dict, out: Path) -> Optional[str]:
-    """Copy the best trial's run folder (with its checkpoints) to DIR/best, replacing an older copy."""
+    """Copy the best trial's run folder (with its checkpoints, plus slim weights) to DIR/best, replacing an older copy."""
     best = summary.get("best")
     if not best or not best.get("run_dir"):
         return None
@@ -101,6 +101,10 @@ def copy_best(summary: dict, out: Path) -> Optional[str]:
     tmp, dest = out / ".best.tmp", out / "best"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    from brainae.config import load_config  # imported here: training.run brings torch, which the rest needs not
+    from brainae.training.run import write_best_weights
+
+    write_best_weights(tmp, load_config(tmp / "config.yaml"))  # the trials skip them (see objective)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     for d in (out / "trials").glob("*/checkpoints"):  # only the best trial keeps checkpoints and weights

@@ -211,11 +211,14 @@ def train(
     overwrite: bool = False,
     data: Optional[ImageSet] = None,
     callbacks: Optional[list] = None,
+    slim_weights: bool = True,
 ) -> dict:
     """Train ``cfg.model`` on ``cfg.data`` and write a self-describing run folder.
 
     data: an already loaded ImageSet (the study loads once for both models).
     callbacks: extra Lightning callbacks (sweeps add a pruning callback).
+    slim_weights: write weights/best.safetensors at the end (sweep trials skip it: only the best one's
+        copy gets them).
     Returns metrics.json's content plus ``run_dir``.
 
     Example:
@@ -325,7 +328,8 @@ def train(
         return {"run_dir": str(out)}
 
     write_json(out / "env.json", environment(trainer))
-    write_best_weights(out, cfg)  # weights/best.safetensors: the network alone, what load_run reads first
+    if slim_weights:
+        write_best_weights(out, cfg)  # weights/best.safetensors: the network alone, what load_run reads first
     history = read_history(out / "history.csv")
     val = np.array([r["val_loss"] for r in history], dtype=float)
     finite = np.isfinite(val)
