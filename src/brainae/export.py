@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from brainae.config import Config
 from brainae.data.types import with_channels
-from brainae.errors import BrainaeError
+from brainae.errors import BrainaeError, first_line
 from brainae.evaluation.evaluate import resolve_eval_data
 from brainae.io import atomic_path
 from brainae.models import build_model
@@ -154,7 +154,7 @@ def export_network(net: nn.Module, cfg: Config, x: torch.Tensor, path: str | Pat
         except (BrainaeError, OSError):
             raise
         except Exception as e:
-            detail = (str(e).strip().splitlines() or [""])[0][:160]
+            detail = first_line(e)[:160]
             raise BrainaeError(f"{fmt} export of model '{cfg.model.name}' failed ({type(e).__name__}: {detail}); "
                                f"export as safetensors, which stores any network") from None
         diff = float(np.abs(got.astype(np.float32) - expected).max()) if got.shape == expected.shape else float("inf")

@@ -11,7 +11,7 @@ from typing import Any, Optional
 from PIL import Image as PILImage
 
 from brainae.data.types import RawItem
-from brainae.errors import BrainaeError
+from brainae.errors import BrainaeError, first_line
 
 # The hub's automatic Parquet export of every public dataset, including script-based ones.
 PARQUET_REVISION = "refs/convert/parquet"
@@ -24,8 +24,7 @@ _SPLITS = {
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+    return f"{type(e).__name__}: {first_line(e)}"
 
 
 def _is_script_error(e: BaseException) -> bool:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from brainae.data.nifti_layout import Scan, choose_modalities, find_scans
 from brainae.data.types import RawItem
-from brainae.errors import BrainaeError
+from brainae.errors import BrainaeError, first_line
 
 LOW_PCT, HIGH_PCT = 0.5, 99.5  # robust range: a few hot voxels must not squash the whole volume
 FOREGROUND = 0.1  # a voxel is foreground above this share of the volume's bright end over its background
@@ -334,7 +334,7 @@ def nifti_items(path: str, axis: int = 2, label: str = "volume", modality: str =
                 raise NoData(f"no slice along axis {axis} has {MIN_FOREGROUND:.0%} foreground voxels"
                              + (f" within --slices {slices}" if slices else ""))
         except Exception as e:  # nibabel raises ImageFileError, EOFError, OSError, zlib.error, ...
-            text = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+            text = first_line(e, "unreadable")
             reason = text if isinstance(e, NoData) else f"{type(e).__name__}: {text}"
             if single:
                 raise BrainaeError(f"cannot use NIfTI file {path} ({reason}); check or replace the file") from None

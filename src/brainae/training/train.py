@@ -34,7 +34,7 @@ from brainae import __version__, progress
 from brainae.config import Config, load_config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet, with_channels
-from brainae.errors import BrainaeError
+from brainae.errors import BrainaeError, first_line
 from brainae.io import atomic_path, atomic_write_text, write_json
 from brainae.training.callbacks import (HistoryCSV, StderrProgressBar, check_logger, finish_logger, make_logger,
                                         read_history)
@@ -188,7 +188,7 @@ def check_resumable(module: AutoencoderModule, last: Path) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
+        detail = first_line(e, "shapes differ")
         raise BrainaeError(f"{last} does not fit the configured network ({detail[:160]}); resume without changing "
                            f"the model settings, or train into a new --out") from None
 

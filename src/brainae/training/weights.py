@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from brainae.errors import BrainaeError
+from brainae.errors import BrainaeError, first_line
 from brainae.io import atomic_write_bytes
 
 WEIGHTS_FILE = Path("weights") / "best.safetensors"  # inside a run folder
@@ -47,7 +47,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             metadata = dict(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, ValueError, TypeError, RuntimeError) as e:
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        detail = first_line(e, type(e).__name__)[:120]
         raise BrainaeError(f"{path} is not a readable safetensors file ({detail}); delete it to load the run's "
                            f"checkpoint instead, or export the run again") from None
     return state, metadata
@@ -71,6 +71,6 @@ def load_network_state(model: torch.nn.Module, state: dict[str, torch.Tensor], s
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else "shapes differ"
+        detail = first_line(e, "shapes differ")
         raise BrainaeError(f"{source} does not fit the network that {config} describes ({detail[:160]}); "
                            f"restore the run's config.yaml") from None

@@ -134,18 +134,16 @@ def grid_cell(images: np.ndarray, dpi: int = DPI) -> float:
     return float(np.clip(images.shape[-1] / dpi, 1.1, 1.6))
 
 
-def image_rows(rows: Sequence[tuple], titles: Optional[list[str]] = None,
-               overlay: Optional[Callable] = None, cell: Optional[float] = None) -> Figure:
+def image_rows(rows: Sequence[Row], titles: Optional[list[str]] = None,
+               overlay: Optional[Callable] = None) -> Figure:
     """A grid with one labelled row per image set and the same images in every column.
 
-    rows: :class:`Row` (or tuples in its order: label, images, cmap, vmax, ...); images in [0, vmax]
-        (values above vmax are drawn at the top colour, and the colour bar says so).
+    rows: one :class:`Row` each; images in [0, vmax] (values above vmax are drawn at the top colour, and
+        the colour bar says so). Panels are :func:`grid_cell` inches, sized to the images.
     overlay: optional ``overlay(ax, row, col)`` to draw on a panel (e.g. a mask contour).
-    cell: panel size in inches (default :func:`grid_cell`).
     """
-    rows = [Row(*r) for r in rows]
     n = max(len(rows[0].images), 1)
-    cell = cell or grid_cell(rows[0].images)
+    cell = grid_cell(rows[0].images)
     bars = any(r.colorbar for r in rows)
     lines = max(r.label.count("\n") + 1 for r in rows)
     left, right, top = 0.2 + 0.15 * lines, (0.75 if bars else 0.05), (0.3 if titles else 0.05)
