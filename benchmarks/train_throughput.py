@@ -88,11 +88,11 @@ class Windows(L.Callback):
         self._t, self._k = time.perf_counter(), 0  # validation between epochs is not training time
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._k += 1
-        if self._k == self.steps:
+        self._k += len(batch[0])  # images: on the GPU fast path a Lightning batch is a chunk of several steps
+        if self._k >= self.steps * self.batch_size:
             sync(self.device)
             now = time.perf_counter()
-            self.rates.append(self.steps * self.batch_size / (now - self._t))
+            self.rates.append(self._k / (now - self._t))
             self._t, self._k = now, 0
 
 

@@ -86,6 +86,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (e.g. 0.999); 0 = off
     compile: bool = False  # torch.compile the network (on a GPU with CUDA graphs); pays on GPUs, not on this kind of CPU
     augment: str = ""  # comma list of flip, affine, intensity (or "all"); applied on the fly to training batches
+    cuda_graphs: str = "off"  # off | on | auto (on wherever it applies): the GPU fast path (steps in chunks, each batch one CUDA graph replay), see training/graphs.py
     deterministic: bool = True  # deterministic algorithms (a warning where an op has none): same seed, same numbers; false lets a GPU pick its fastest kernels
     logger: str = "csv"  # csv: history.csv only (always written) | tensorboard | mlflow | wandb: also that logger, under the run folder
 
@@ -128,6 +129,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         _fail(key, "a number", value)
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # e.g. precision: 32 written without quotes
+    if tp is str and isinstance(value, bool):
+        return "on" if value else "off"  # YAML 1.1 reads on/off (cuda_graphs: off) as booleans
     if tp in (int, bool, str) and not (isinstance(value, tp) and (tp is bool or not isinstance(value, bool))):
         _fail(key, tp.__name__, value)
     return value
@@ -314,6 +317,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.schedule in ("none", "cosine", "onecycle"), "train.schedule", "must be none, cosine or onecycle"),
         (cfg.train.early_stopping >= 0, "train.early_stopping", "must be 0 (off) or a patience in epochs"),
         (0 <= cfg.train.ema < 1, "train.ema", "must be in [0, 1): a decay such as 0.999, or 0 for off"),
+        (cfg.train.cuda_graphs in ("auto", "on", "off"), "train.cuda_graphs", "must be auto, on or off"),
         (t.precision != "16-mixed" or t.accelerator != "cpu", "train.precision", "16-mixed needs a GPU; use bf16-mixed on a CPU"),
     ]
     for ok, key, msg in checks:

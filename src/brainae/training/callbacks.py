@@ -3,6 +3,7 @@ or a progress bar on stderr, and optionally one of Lightning's loggers (TensorBo
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import importlib.util
 import io
@@ -12,9 +13,11 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from brainae.errors import BrainaeError
 from brainae.io import atomic_write_text
@@ -75,6 +78,69 @@ class HistoryCSV(L.Callback):
         atomic_write_text(self.path, buf.getvalue())
         if self.echo:
             line(format_epoch(row, trainer.max_epochs))
+
+
+CHECKPOINT_SPACING_S = 30.0  # the GPU fast path's checkpoint spacing (train.py)
+
+
+def _copy(obj):
+    """A checkpoint dict whose tensors are copies: training goes on changing the originals in place."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        out = copy.copy(obj)  # keeps the mapping's own type (OrderedDict, defaultdict)
+        for k, v in obj.items():
+            out[k] = _copy(v)
+        return out
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple
+        return type(obj)(*(_copy(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy(v) for v in obj)
+    return obj
+
+
+class SpacedCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, writing its file at most every ``min_interval`` seconds (0: every save).
+
+    A save that falls due sooner is copied in memory (on the GPU, where the weights are: a fraction of
+    a millisecond) and written at the next save that may write, when training ends, or when it stops
+    on an error or Ctrl-C. The file is the one an immediate save would have written, only later: a kill
+    -9 loses at most ``min_interval`` seconds of training.
+    """
+
+    def __init__(self, *args, min_interval: float = 0.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_interval = min_interval
+        self._written_at = -math.inf
+        self._pending: Optional[tuple[str, dict]] = None
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if time.monotonic() - self._written_at >= self.min_interval:
+            self._pending = None
+            super()._save_checkpoint(trainer, filepath)
+            self._written_at = time.monotonic()
+            return
+        self._pending = (filepath, _copy(trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)))
+        self._last_global_step_saved = trainer.global_step  # what ModelCheckpoint's own save records
+        self._last_checkpoint_saved = filepath
+
+    def _write_pending(self, trainer: L.Trainer) -> None:
+        if self._pending is not None:
+            filepath, checkpoint = self._pending
+            self._pending = None
+            trainer.strategy.save_checkpoint(checkpoint, filepath)
+            self._written_at = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_pending(trainer)
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        try:
+            self._write_pending(trainer)
+        except OSError:
+            pass  # the error being raised (a full disk, say) is the one to report; the earlier files stay whole
 
 
 def _on_stderr(make):

@@ -7,8 +7,9 @@ import torch
 from brainae.config import Config, from_dict, to_dict
 from brainae.data.noise import batch_noise_seed, parse_noise
 from brainae.models import build_model
-from brainae.training.augment import Augment
 from brainae.errors import BrainaeError
+from brainae.training.augment import Augment
+from brainae.training.graphs import GraphedStep
 from brainae.training.losses import parse_loss
 
 
@@ -41,6 +42,10 @@ class AutoencoderModule(L.LightningModule):
         self._bad_step: torch.Tensor | None = None  # on the device: did this step's loss turn non-finite?
         self._bad_epoch: torch.Tensor | None = None  # ... any step of this epoch?
         self._graphs = False  # train.compile on a GPU: steps run as CUDA graphs
+        self._chunk_batch = 0  # > 0: Lightning hands over several batches of this size at once (see use_step_chunks)
+        self._capture = False  # ... and full batches run as one CUDA graph replay
+        self._graph: GraphedStep | None = None
+        self.steps_per_epoch = 0  # optimiser steps per epoch, for the schedules (set by train())
 
     @classmethod
     def from_config(cls, cfg: Config) -> "AutoencoderModule":
@@ -91,7 +96,75 @@ class AutoencoderModule(L.LightningModule):
         self._graphs = device.type == "cuda"
         self.model.compile(mode="reduce-overhead" if self._graphs else "default")
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def use_step_chunks(self, batch_size: int, cuda_graphs: bool) -> None:
+        """The GPU fast path: each training "batch" Lightning hands over holds several batches of
+        ``batch_size``, and their optimiser steps run here, one after another, in the order the
+        ordinary path would run them. Lightning's own work per batch (hooks, logging, progress), a few
+        milliseconds of host time, is then paid once per chunk rather than once per step.
+
+        cuda_graphs: run each full batch's forward and backward as one CUDA graph replay (``graphs``).
+        """
+        self.automatic_optimization = False
+        self._chunk_batch, self._capture = batch_size, cuda_graphs
+
+    def _forward_backward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One batch's loss terms and gradients; a non-finite loss leaves zero gradients (on the device)."""
+        terms = self.model.loss(self.model(self.corrupt(x, "train", 0)), x, self.recon_loss)
+        terms["loss"].backward()
+        bad = ~torch.isfinite(terms["loss"].detach())
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.masked_fill_(bad, 0.0)
+        return {**{k: v.detach() for k, v in terms.items()}, "bad": bad}
+
+    def _one_batch(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._capture and self._graph is None and len(x) == self._chunk_batch:
+            dtype = torch.bfloat16 if str(self.trainer.precision).startswith("bf16") else None
+            try:
+                self._graph = GraphedStep(self.model, self._forward_backward, x, autocast_dtype=dtype)
+            except RuntimeError as e:  # an op that cannot be captured: train on without graphs
+                print(f"CUDA graph capture failed ({str(e).splitlines()[0]}); training on without graphs")
+                self._capture = False
+        if self._graph is not None and self._graph.matches(x):
+            return self._graph(x)
+        if self._graph is not None:
+            self._graph.bind()
+        self.model.zero_grad(set_to_none=False)  # in place: a captured graph writes the same gradient tensors
+        return self._forward_backward(x)
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Lightning frees the gradients before each validation; a captured graph goes on writing into
+        those very tensors, so with one they are zeroed in place instead. (Set to None, the optimiser
+        skipped every weight from the second epoch on: training stalled at its first epoch's loss.)"""
+        self.zero_grad(set_to_none=self._graph is None)
+
+    def _chunk_step(self, batch) -> None:
+        images, _ = batch
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        names, total, n = None, None, 0
+        for start in range(0, len(images), self._chunk_batch):
+            x = images[start:start + self._chunk_batch]
+            if len(x) < 2:
+                continue  # BatchNorm cannot normalise one image; the ordinary loader drops that batch too
+            terms = self._one_batch(x)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            bad = terms.pop("bad")
+            self._bad_epoch = bad if self._bad_epoch is None else self._bad_epoch | bad
+            names = names or list(terms)
+            values = torch.stack([terms[k].float() for k in names]) * len(x)
+            total, n = (values if total is None else total + values), n + len(x)
+        if total is None:
+            return
+        means = total / n  # the chunk's per-image means: Lightning's epoch means weigh them by batch_size=n
+        for i, name in enumerate(names):
+            self.log(f"train_{name}", means[i], prog_bar=name == "loss", on_step=name == "loss", on_epoch=True,
+                     batch_size=n, sync_dist=True)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        if self._chunk_batch:
+            return self._chunk_step(batch)
         if self._graphs:
             torch.compiler.cudagraph_mark_step_begin()  # this step's graph outputs replace the last step's
         loss = self._step(batch, "train", batch_idx)
@@ -130,7 +203,8 @@ class AutoencoderModule(L.LightningModule):
         opt = opt_cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         if t.schedule == "none":
             return opt
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = max(1, self.steps_per_epoch * self.trainer.max_epochs if self.steps_per_epoch
+                    else int(self.trainer.estimated_stepping_batches))
         if t.schedule == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         else:  # onecycle: warm up to train.lr over the first 30% of the steps, then anneal

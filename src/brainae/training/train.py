@@ -26,7 +26,7 @@ from typing import Iterable, Optional
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -36,8 +36,9 @@ from brainae.data.load import load_data
 from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError, first_line
 from brainae.io import atomic_path, atomic_write_text, write_json
-from brainae.training.callbacks import (HistoryCSV, StderrProgressBar, check_logger, finish_logger, make_logger,
-                                        read_history)
+from brainae.training.callbacks import (CHECKPOINT_SPACING_S, HistoryCSV, SpacedCheckpoint, StderrProgressBar,
+                                        check_logger, finish_logger, make_logger, read_history)
+from brainae.training.graphs import STEPS_PER_CHUNK, fast_path
 from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
 from brainae.training.precision import resolve_precision
@@ -100,20 +101,23 @@ def data_summary(ds: ImageSet) -> dict:
 
 
 def loaders(ds: ImageSet, batch_size: int, num_workers: int, seed: int,
-            device: Optional[torch.device] = None) -> tuple[Iterable, Iterable]:
+            device: Optional[torch.device] = None, chunk: int = 1) -> tuple[Iterable, Iterable]:
     """Training (shuffled) and validation batches of uint8 images.
 
     device: the one device training runs on: batches are gathered from ``ds.images`` (see
     ``ResidentLoader``). None (DDP, or --num-workers): DataLoaders, into which Lightning puts a
     sampler per process.
+    chunk: training batches hold this many batches (the GPU fast path, ``AutoencoderModule.use_step_chunks``),
+    in the same order.
     """
     train_rows, val_rows = np.flatnonzero(ds.splits == "train"), np.flatnonzero(ds.splits == "val")
-    # BatchNorm cannot normalise a batch of one image: drop a last batch of size 1.
-    drop_last = len(train_rows) % batch_size == 1
-    val_batch = max(batch_size, 64)
+    # BatchNorm cannot normalise a batch of one image: drop a last batch of size 1 (in chunks the module does).
+    drop_last = chunk == 1 and len(train_rows) % batch_size == 1
+    # a GPU evaluates 256 images as fast as 64; the loss is a per-image mean either way
+    val_batch = max(batch_size, 256 if device is not None and device.type == "cuda" else 64)
     if device is not None:
-        return (ResidentLoader(ds.images, ds.labels, train_rows, batch_size, shuffle=True, drop_last=drop_last,
-                               seed=seed, device=device),
+        return (ResidentLoader(ds.images, ds.labels, train_rows, batch_size * chunk, shuffle=True,
+                               drop_last=drop_last, seed=seed, device=device),
                 ResidentLoader(ds.images, ds.labels, val_rows, val_batch, device=device))
 
     def tensors(rows: np.ndarray) -> TensorDataset:
@@ -160,6 +164,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save(checkpoint, f)  # an open file: torch then reports a full disk with its errno
+
+
+def use_fast_path(cfg: Config, module: AutoencoderModule, checkpoints: list[SpacedCheckpoint], n_train: int) -> bool:
+    """``train.cuda_graphs``: set up the GPU fast path (``training/graphs.py``) where it applies."""
+    t = cfg.train
+    device = torch.device("cuda" if t.accelerator in ("cuda", "gpu") or (
+        t.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    if not fast_path(t.cuda_graphs, device, t.devices, t.num_workers, t.precision, t.compile, t.ema, t.augment):
+        return False
+    module.use_step_chunks(t.batch_size, cuda_graphs=device.type == "cuda")
+    # the schedules count optimiser steps: as many as the ordinary loader's batches (see loaders)
+    module.steps_per_epoch = -(-n_train // t.batch_size) - (n_train % t.batch_size == 1)
+    for checkpoint in checkpoints:
+        # a GPU epoch of a small network is shorter than a checkpoint write: write at most every
+        # CHECKPOINT_SPACING_S (and when training ends or stops), keeping a due one in memory meanwhile
+        checkpoint.min_interval = CHECKPOINT_SPACING_S
+    return True
 
 
 def check_devices(cfg: Config) -> None:
@@ -268,15 +289,19 @@ def train(
         atomic_write_text(out / "removed.txt", "".join(f"{s}\t{r}\n" for s, r in ds.removed))
         print(f"left out {len(ds.removed)} train/val image(s) that copy a held-out image or share its {ds.group_unit or 'group'}; list in {out / 'removed.txt'}")
 
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
-                           save_top_k=1, enable_version_counter=False)
+    best = SpacedCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
+                            save_top_k=1, enable_version_counter=False)
     # last.ckpt after every epoch: Lightning's save_last writes it only when best.ckpt improves, so a
     # crash would lose every epoch since the last improvement. Both go through AtomicCheckpointIO.
-    latest = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    latest = SpacedCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     extra = []
     if cfg.train.early_stopping:
         extra.append(EarlyStopping(monitor="val_loss", mode="min", patience=cfg.train.early_stopping))
-    steps = max(1, int((ds.splits == "train").sum()) // cfg.train.batch_size)
+    n_train = int((ds.splits == "train").sum())
+    chunked = use_fast_path(cfg, module, [best, latest], n_train)
+    steps = max(1, n_train // cfg.train.batch_size)  # Lightning batches per epoch
+    if chunked:
+        steps = -(-module.steps_per_epoch // STEPS_PER_CHUNK)
     # progress: a bar at a terminal, else (a log, CI) one line per epoch from HistoryCSV; --quiet: neither
     report = cfg.train.progress and not progress.quiet()
     draw_bar = report and progress.bars()
@@ -309,7 +334,8 @@ def train(
         module.compile_network(trainer.strategy.root_device)
     one_device = trainer.num_devices == 1 and cfg.train.num_workers == 0
     train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed,
-                               device=trainer.strategy.root_device if one_device else None)
+                               device=trainer.strategy.root_device if one_device else None,
+                               chunk=STEPS_PER_CHUNK if chunked else 1)
     start = time.perf_counter()
     try:
         # weights_only: a shared run folder's checkpoint must never run code when it is resumed
