@@ -65,12 +65,14 @@ def tiny_test_set():
 
 
 def test_a_network_is_timed_over_repeated_passes(tiny_test_set):
-    """One pass over a few images is too short to time: images/s comes from passes filling min_seconds."""
-    import time
-
+    """One pass over a few images is too short to time: images/s comes from passes filling min_seconds.
+    The clock is the test's own: each pass of the network advances it by 1/32 s (exact in binary), whatever
+    the machine's load."""
     import torch
 
     from brainae.models.output import ModelOutput
+
+    now = [0.0]
 
     class Slow(torch.nn.Module):
         calls = 0
@@ -81,13 +83,14 @@ def test_a_network_is_timed_over_repeated_passes(tiny_test_set):
 
         def forward(self, x):
             Slow.calls += 1
-            time.sleep(0.02)
+            now[0] += 1 / 32
             return ModelOutput(recon=x, z=x.flatten(1))
 
-    result, _ = denoise_benchmark({"slow": Slow()}, tiny_test_set, "gaussian:0.1", [], warmup=0, min_seconds=0.2)
+    result, _ = denoise_benchmark({"slow": Slow()}, tiny_test_set, "gaussian:0.1", [], warmup=0, min_seconds=0.25,
+                                  clock=lambda: now[0])
     r = result["results"]["gaussian:0.1"]["slow"]
-    assert Slow.calls >= 10  # 0.2 s of 0.02 s passes, not one
-    assert 0.02 <= r["seconds"] < 0.05 and r["images_per_second"] == pytest.approx(len(tiny_test_set) / r["seconds"], rel=0.01)
+    assert Slow.calls == 8  # 0.25 s of 1/32 s passes, not one
+    assert r["seconds"] == pytest.approx(1 / 32, abs=1e-4) and r["images_per_second"] == len(tiny_test_set) * 32
 
 
 def test_every_baseline_runs_on_a_tiny_set(tiny_test_set):

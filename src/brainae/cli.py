@@ -397,12 +397,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from brainae.models import model_names
-    from brainae.registry import get
+    import brainae.models  # noqa: F401  (registers the models)
+    from brainae.registry import model_specs
 
-    for name in model_names():
-        doc = (get("model", name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<8} {doc}")
+    for spec in model_specs():
+        traits = [t for t, on in (("variational", spec.variational), ("skips", spec.takes_skips)) if on]
+        traits += [f"plugin: {spec.source}"] if spec.source != "brainae" else []
+        print(f"{spec.name:<8} {spec.summary}" + (f" [{', '.join(traits)}]" if traits else ""))
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -1,13 +1,54 @@
-"""A tiny registry: a decorator puts each builder in a dict by name (models now; noises, denoisers later).
+"""Registries: noises, losses and denoisers by name, and models with their contract.
 
-A new model variant is one file that decorates its builder with ``@register_model("name")`` plus
-one import line in ``brainae/models/__init__.py``; it then appears in ``--help`` and the report.
+``register(kind, name)`` puts a function in a table by name (noises, losses, denoisers). Models get
+more: the registry is the one place that knows models by name.
+
+A model is one file: a plain ``nn.Module`` and a builder decorated with ``@register_model(name, ...)``,
+which also states what the rest of brainae must know about it: whether it is variational, whether it
+takes ``model.skips``, which of its own keys ``--space wide`` searches and which config keys it does not
+read. Sweeps, the study, the CLI and the tests ask the registry; nothing else keeps a list of models.
+Built-in models are registered when ``brainae.models`` is imported; other packages add theirs through
+the ``brainae.models`` entry-point group (see ``brainae.models.load_plugins`` and
+``examples/plugin_model``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from brainae.errors import BrainaeError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a registered model is and does.
+
+    build: ``(ModelConfig, image_size) -> nn.Module`` whose forward returns a ``ModelOutput`` and whose
+        ``loss(out, target, recon_loss)`` returns a dict with ``loss`` (and ``mse``).
+    variational: it encodes a distribution and samples its code (``encode_dist``): trained with a KL
+        term weighted by ``model.beta``, which ``--space wide`` searches for every such model.
+    takes_skips: it reads ``model.skips`` (encoder levels that bypass the bottleneck).
+    search: its own keys for ``--space wide``: a list of choices, or a mapping such as
+        ``{"type": "float", "low": 0.1, "high": 4.0, "log": True}`` (the space-file format).
+    unused: config keys it does not read; sweeps never search them (they would retrain one network
+        under different names).
+    wraps: the config key naming another model it builds and trains differently (``dae``:
+        ``model.backbone``); a configured model then has that model's capabilities (``resolve``).
+    """
+
+    name: str
+    build: Callable
+    variational: bool = False
+    takes_skips: bool = False
+    search: dict[str, Any] = field(default_factory=dict)
+    unused: tuple[str, ...] = ()
+    wraps: str = ""
+    source: str = "brainae"  # the package that registered it (a plugin's distribution name)
+
+    @property
+    def summary(self) -> str:
+        return (self.build.__doc__ or "").strip().splitlines()[0] if self.build.__doc__ else ""
+
 
 _REGISTRIES: dict[str, dict[str, Callable]] = {}
 
@@ -24,6 +65,8 @@ def register(kind: str, name: str) -> Callable[[Callable], Callable]:
 
 
 def get(kind: str, name: str) -> Callable:
+    if kind == "model":
+        return model_spec(name).build
     table = _REGISTRIES.get(kind, {})
     if name not in table:
         raise BrainaeError(f"unknown {kind} '{name}' (choose from: {', '.join(sorted(table)) or 'none'})")
@@ -31,8 +74,45 @@ def get(kind: str, name: str) -> Callable:
 
 
 def names(kind: str) -> list[str]:
-    return sorted(_REGISTRIES.get(kind, {}))
+    return sorted(_MODELS) if kind == "model" else sorted(_REGISTRIES.get(kind, {}))
 
 
-def register_model(name: str) -> Callable[[Callable], Callable]:
-    return register("model", name)
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, variational: bool = False, takes_skips: bool = False,
+                   search: dict[str, Any] | None = None, unused: tuple[str, ...] = (), wraps: str = "",
+                   source: str = "brainae") -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn`` as the builder of model ``name`` with its contract (``ModelSpec``)."""
+    def deco(fn: Callable) -> Callable:
+        if name in _MODELS:
+            raise ValueError(f"model '{name}' registered twice ({_MODELS[name].source} and {source})")
+        _MODELS[name] = ModelSpec(name, fn, variational, takes_skips, dict(search or {}), tuple(unused), wraps,
+                                  source)
+        return fn
+
+    return deco
+
+
+def resolve(model_cfg) -> ModelSpec:
+    """The spec whose capabilities a configured model has: a wrapper's (``dae``) are its backbone's."""
+    spec, seen = model_spec(model_cfg.name), set()
+    while spec.wraps:
+        seen.add(spec.name)
+        inner = getattr(model_cfg, spec.wraps.split(".", 1)[1])
+        if inner in seen:
+            raise BrainaeError(f"config key '{spec.wraps}' must name another model (e.g. ae or vae), not {inner}")
+        spec = model_spec(inner)
+    return spec
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registered model ``name`` (``brainae.models`` must have been imported: it registers them)."""
+    if name not in _MODELS:
+        raise BrainaeError(f"unknown model '{name}' (choose from: {', '.join(sorted(_MODELS)) or 'none'}); "
+                           "brainae models lists them")
+    return _MODELS[name]
+
+
+def model_specs() -> list[ModelSpec]:
+    return [_MODELS[n] for n in sorted(_MODELS)]

@@ -18,6 +18,7 @@ from brainae.data.types import require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
+from brainae.registry import resolve
 from brainae.report.build import write_report
 from brainae.report.sections import pick_examples
 from brainae.training.callbacks import read_history
@@ -69,24 +70,12 @@ def comparable(node: Any) -> Any:
     return node
 
 
-def takes_skips(name: str) -> bool:
-    """Whether registered model ``name`` accepts ``model.skips`` (probed on a tiny instance)."""
-    from brainae.config import ModelConfig
-    from brainae.models import build_model
-
-    try:
-        build_model(ModelConfig(name=name, channels=[4, 8], latent_dim=16, skips=[0]), 16)
-        return True
-    except BrainaeError:
-        return False
-
-
 def study_configs(data: Optional[str], preset: str, config_file: Optional[str], overrides: list[str],
                   models=STUDY_MODELS, **flat) -> dict[str, Config]:
     cfgs = {m: build_config(m, preset=preset, config_file=config_file, overrides=overrides, data=data, **flat)
             for m in models}
     for m, c in cfgs.items():
-        if c.model.skips and not takes_skips(m):
+        if c.model.skips and not resolve(c.model).takes_skips:
             c.model.skips = []  # --skips is meant for the models with skip connections among those compared
     first = next(iter(cfgs.values())).data
     for m, c in cfgs.items():

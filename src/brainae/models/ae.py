@@ -13,8 +13,7 @@ from brainae.models.blocks import down_block, up_block
 from brainae.models.output import ModelOutput
 from brainae.registry import register_model
 
-RECON_DOC = "(ModelOutput, target) -> scalar reconstruction loss, a mean per pixel"
-Recon = Callable[[ModelOutput, torch.Tensor], torch.Tensor]  # see RECON_DOC
+Recon = Callable[[ModelOutput, torch.Tensor], torch.Tensor]  # (output, target) -> a loss, a mean per pixel
 
 
 class ConvAE(nn.Module):

@@ -1,7 +1,10 @@
-"""Small builders for conv blocks, activations and normalisations, configurable by name."""
+"""Small builders for conv blocks, activations and normalisations, configurable by name, and the
+residual and upsampling blocks every residual network (resae, skipae, unet) is made of."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from brainae.errors import BrainaeError
 
@@ -59,3 +62,43 @@ def up_block(c_in: int, c_out: int, stride: int, norm_name: str | None, act: str
     if act is not None:
         layers.append(activation(act))
     return nn.Sequential(*layers)
+
+
+class ResBlock(nn.Module):
+    """conv -> norm -> act -> conv -> norm, plus the input (1x1 projection when widths differ), -> act.
+
+    Convs followed by a norm carry no bias: the norm's shift replaces it.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, norm_name: str, act: str) -> None:
+        super().__init__()
+        bias = norm_name == "none"
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.norm1 = norm(norm_name, c_out)
+        self.act1 = activation(act)
+        self.conv2 = nn.Conv2d(c_out, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.norm2 = norm(norm_name, c_out)
+        self.proj = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+        self.act2 = activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        return self.act2(h + self.proj(x))
+
+
+class UpConv(nn.Conv2d):
+    """Nearest-neighbour upsampling by ``scale`` followed by a 'same' conv.
+
+    A ``Conv2d`` subclass so that layer hooks (which look for convs opening a Sequential) see a
+    decoder level as one layer, like the study's transposed convs.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, scale: int, bias: bool = True) -> None:
+        super().__init__(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale}"

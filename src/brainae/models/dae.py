@@ -18,7 +18,7 @@ from brainae.registry import get, register_model
 DEFAULT_NOISE = "gaussian:0.3"  # the study's fourth aim
 
 
-@register_model("dae")
+@register_model("dae", wraps="model.backbone")
 def build_dae(cfg: ModelConfig, image_size: int) -> nn.Module:
     """Denoising AE: model.backbone (default ae) trained on noisy inputs (train.noise, default gaussian:0.3)."""
     if cfg.backbone == "dae":

@@ -15,57 +15,16 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from brainae.config import ModelConfig
 from brainae.errors import BrainaeError
 from brainae.models.ae import ConvAE
-from brainae.models.blocks import activation, norm
+from brainae.models.blocks import ResBlock, UpConv, activation, norm
 from brainae.models.output import ModelOutput
 from brainae.models.vae import Variational
 from brainae.registry import register_model
 
 BOTTLENECKS = ("spatial", "dense")
-
-
-class ResBlock(nn.Module):
-    """conv -> norm -> act -> conv -> norm, plus the input (1x1 projection when widths differ), -> act.
-
-    Convs followed by a norm carry no bias: the norm's shift replaces it.
-    """
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, norm_name: str, act: str) -> None:
-        super().__init__()
-        bias = norm_name == "none"
-        self.conv1 = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
-        self.norm1 = norm(norm_name, c_out)
-        self.act1 = activation(act)
-        self.conv2 = nn.Conv2d(c_out, c_out, kernel, padding=kernel // 2, bias=bias)
-        self.norm2 = norm(norm_name, c_out)
-        self.proj = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
-        self.act2 = activation(act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
-        return self.act2(h + self.proj(x))
-
-
-class UpConv(nn.Conv2d):
-    """Nearest-neighbour upsampling by ``scale`` followed by a 'same' conv.
-
-    A ``Conv2d`` subclass so that layer hooks (which look for convs opening a Sequential) see a
-    decoder level as one layer, like the study's transposed convs.
-    """
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, scale: int, bias: bool = True) -> None:
-        super().__init__(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, scale={self.scale}"
 
 
 def down_level(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, act: str, blocks: int) -> nn.Sequential:
@@ -252,14 +211,14 @@ def no_skips(cfg: ModelConfig) -> None:
         raise BrainaeError("config key 'model.skips' applies to skipae only; use --model skipae or clear model.skips")
 
 
-@register_model("resae")
+@register_model("resae", search={"model.blocks": [1, 2], "model.bottleneck": ["dense", "spatial"]})
 def build_resae(cfg: ModelConfig, image_size: int) -> ResAE:
     """Residual AE: residual blocks, upsample+conv decoder, spatial (or dense) bottleneck of latent_dim."""
     no_skips(cfg)
     return ResAE(**res_kwargs(cfg, image_size))
 
 
-@register_model("resvae")
+@register_model("resvae", variational=True, search={"model.blocks": [1, 2]})
 def build_resvae(cfg: ModelConfig, image_size: int) -> ResVAE:
     """Residual VAE: the resae backbone with mu/log-variance heads, BCE + beta * KL, samples from N(0, I)."""
     no_skips(cfg)

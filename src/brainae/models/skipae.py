@@ -56,7 +56,8 @@ class SkipAE(ResAE):
         return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
 
 
-@register_model("skipae")
+@register_model("skipae", takes_skips=True, search={
+    "model.blocks": [1, 2], "model.skips": [[], [0], [0, 1]], "model.bottleneck": ["dense", "spatial"]})
 def build_skipae(cfg: ModelConfig, image_size: int) -> SkipAE:
     """Residual AE with skips from the encoder levels in model.skips (added; [] = a pure bottleneck AE)."""
     return SkipAE(skips=tuple(cfg.skips), **res_kwargs(cfg, image_size))

@@ -17,9 +17,9 @@ import torch.nn as nn
 from brainae.config import ModelConfig
 from brainae.errors import BrainaeError
 from brainae.models.ae import ConvAE
-from brainae.models.blocks import activation, norm
+from brainae.models.blocks import ResBlock, UpConv, activation, norm
 from brainae.models.output import ModelOutput
-from brainae.models.resae import ResBlock, UpConv, check_geometry, down_level
+from brainae.models.resae import check_geometry, down_level
 from brainae.registry import register_model
 
 
@@ -100,7 +100,9 @@ class UNet(nn.Module):
     loss = ConvAE.loss  # MSE per pixel, or train.loss
 
 
-@register_model("unet")
+@register_model("unet", search={"model.blocks": [1, 2]},
+                # its "latent" is its deepest map, set by model.channels
+                unused=("model.latent_dim",))
 def build_unet(cfg: ModelConfig, image_size: int) -> UNet:
     """U-Net denoiser: skips at every level, no bottleneck (it can copy its input; not for anomalies)."""
     if cfg.skips:

@@ -105,7 +105,7 @@ def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str
     return {"loss": loss, name: recon / pixels, "kl": kl, "mse": mse}
 
 
-@register_model("vae")
+@register_model("vae", variational=True)
 def build_vae(cfg: ModelConfig, image_size: int) -> ConvVAE:
     """The study's VAE (same backbone, mu/log-variance heads, BCE + KL)."""
     return ConvVAE(beta=cfg.beta, reduction=cfg.vae_reduction, likelihood=cfg.likelihood, **conv_kwargs(cfg, image_size))

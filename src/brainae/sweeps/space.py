@@ -20,7 +20,6 @@ A YAML space file maps keys to distributions::
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -34,6 +33,8 @@ import yaml
 
 from brainae.config import Config, _coerce, apply_dict, validate
 from brainae.errors import BrainaeError
+from brainae.models import model_names  # noqa: F401  (importing the models registers them)
+from brainae.registry import model_spec
 
 DERIVED = {"model.depth": int, "model.base_width": int}  # set model.channels together
 TYPES = ("float", "int", "categorical")
@@ -125,34 +126,28 @@ def seed_space() -> Space:
     ], epochs=list(SEED_EPOCHS))
 
 
-# Model-specific keys the wide space adds, by registered model name (a model not listed gets the
-# common keys only). Listed by name so the space can be built before the model is importable.
-MODEL_PARAMS = {
-    "resae": [_cat("model.blocks", 1, 2), _cat("model.bottleneck", "dense", "spatial")],
-    "resvae": [_cat("model.blocks", 1, 2)],
-    "skipae": [_cat("model.blocks", 1, 2), _cat("model.skips", [], [0], [0, 1]),
-               _cat("model.bottleneck", "dense", "spatial")],
-    "unet": [_cat("model.blocks", 1, 2)],
-}
-VARIATIONAL = ("vae", "resvae")  # their KL weight model.beta is searched too
-# Keys a model does not read: searching them would retrain one network under different names.
-UNUSED_KEYS = {"unet": ("model.latent_dim",)}  # its "latent" is its deepest map, set by model.channels
+def model_params(model: str) -> list[Param]:
+    """The keys registered model ``model`` declares for ``--space wide`` (``ModelSpec.search``)."""
+    params = []
+    for key, choices in model_spec(model).search.items():
+        params.append(_cat(key, *choices) if isinstance(choices, list) else parse_space({key: choices}).params[0])
+    return params
 
 
 def for_model(space: Space, model: str) -> Space:
-    """``space`` without the keys ``model`` does not read (``UNUSED_KEYS``).
+    """``space`` without the keys ``model`` does not read (its ``ModelSpec.unused``).
 
     Example:
         >>> [p.key for p in for_model(seed_space(), "unet").params]
         ['train.lr', 'train.batch_size']
     """
-    unused = UNUSED_KEYS.get(model, ())
+    unused = model_spec(model).unused
     return dataclasses.replace(space, params=[p for p in space.params if p.key not in unused])
 
 
 def wide_space(model: str) -> Space:
     """The seed space plus the architecture, optimiser and regularisation the study fixed by hand,
-    and the keys that only ``model`` has (``MODEL_PARAMS``).
+    and the keys that only ``model`` has (``model_params``).
 
     train.loss is never searched: it changes what the validation loss measures, so trials with
     different losses would not compare.
@@ -173,9 +168,10 @@ def wide_space(model: str) -> Space:
         _cat("train.schedule", "none", "cosine", "onecycle"),
         Param("train.weight_decay", "float", low=1e-7, high=1e-3, log=True),
     ]
-    if model in VARIATIONAL:
+    if model_spec(model).variational:  # every variational model weighs its KL term by model.beta
         params.append(Param("model.beta", "float", low=0.1, high=4.0, log=True))
-    params += copy.deepcopy(MODEL_PARAMS.get(model, []))
+    own = model_params(model)  # a model's own range for a common key replaces the common one
+    params = [p for p in params if p.key not in {q.key for q in own}] + own
     return Space("wide", params, epochs=list(SEED_EPOCHS))
 
 

@@ -7,6 +7,7 @@ import torch
 from brainae.config import Config, from_dict, to_dict
 from brainae.data.noise import batch_noise_seed, parse_noise
 from brainae.models import build_model
+from brainae.registry import resolve
 from brainae.errors import BrainaeError
 from brainae.training.augment import Augment
 from brainae.training.graphs import GraphedStep
@@ -33,7 +34,7 @@ class AutoencoderModule(L.LightningModule):
         self.cfg.train.noise = self.cfg.train.noise or getattr(self.model, "default_noise", "")
         self.noise = parse_noise(self.cfg.train.noise) if self.cfg.train.noise else None
         self.recon_loss = parse_loss(self.cfg.train.loss)  # None: the model's own loss
-        if callable(getattr(self.model, "encode_dist", None)) and "psnr" in self.cfg.train.loss:
+        if resolve(self.cfg.model).variational and "psnr" in self.cfg.train.loss:
             raise BrainaeError("config key 'train.loss': psnr is not a per-pixel loss, which a variational model "
                                "scales against its KL term; use mse, l1, bce, ssim, ms_ssim or a mix of them")
         self.augment = Augment(self.cfg.train.augment, seed=self.cfg.train.seed)

@@ -1,0 +1,79 @@
+"""The package's layers hold: a module imports its own layer or lower ones, never a higher one.
+
+    foundation (errors, io, progress, registry, config, the package's __version__)
+      -> data -> models -> training -> evaluation, visualization, export -> sweeps -> study -> report -> cli
+
+Every import counts, those inside functions too: a lazy import is still a dependency. The imports
+that break the order today are listed in KNOWN_UPWARD, each with what should replace it; a new one
+fails this test, and so does an entry that no longer exists (the list only shrinks).
+"""
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "brainae"
+RANK = {"errors": 0, "io": 0, "progress": 0, "registry": 0, "config": 0,
+        "data": 1, "models": 2, "training": 3, "evaluation": 4, "visualization": 4, "export": 4,
+        "sweeps": 5, "study": 6, "report": 7, "cli": 8, "__main__": 8}
+
+# (importing module, imported module): the debt of issue 16, to be paid off, not added to
+KNOWN_UPWARD = {
+    # config validation parses specs with the parsers of the layers that own them; they should be
+    # registered (like noises and losses already are) and asked through the registry
+    ("brainae.config", "brainae.data.nifti"), ("brainae.config", "brainae.data.noise"),
+    ("brainae.config", "brainae.training.augment"), ("brainae.config", "brainae.training.losses"),
+    # report sections kept beside the code they show; they belong under report/sections/
+    ("brainae.evaluation.report_sections", "brainae.report.sections"),
+    ("brainae.visualization.report_sections", "brainae.report.sections"),
+    ("brainae.visualization.runs", "brainae.report.sections"),
+    ("brainae.sweeps.report", "brainae.report.sections"),
+    # the study renders its report itself; compute, then render (the CLI calling report after study)
+    ("brainae.study", "brainae.report.build"), ("brainae.study", "brainae.report.sections"),
+    # a VAE's code prior is fitted with the latent-space helpers; they belong in evaluation or models
+    ("brainae.training.run", "brainae.visualization.latent"),
+}
+
+
+def rank(module: str):
+    parts = module.split(".")
+    if parts[0] != "brainae":
+        return None
+    return 0 if len(parts) == 1 else RANK.get(parts[1])  # the package root: its __version__
+
+
+def imports() -> set[tuple[str, str]]:
+    found = set()
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add((module, node.module))
+            elif isinstance(node, ast.Import):
+                found.update((module, alias.name) for alias in node.names)
+    return found
+
+
+def upward() -> set[tuple[str, str]]:
+    out = set()
+    for importer, imported in imports():
+        mine, theirs = rank(importer), rank(imported)
+        if importer != "brainae" and mine is not None and theirs is not None and theirs > mine:
+            out.add((importer, imported))
+    return out
+
+
+def test_no_module_imports_a_higher_layer():
+    new = upward() - KNOWN_UPWARD
+    assert not new, "upward imports (a lower layer must not depend on a higher one): " + ", ".join(
+        f"{a} -> {b}" for a, b in sorted(new))
+
+
+def test_the_list_of_known_upward_imports_only_shrinks():
+    gone = KNOWN_UPWARD - upward()
+    assert not gone, "no longer imported, remove from KNOWN_UPWARD: " + ", ".join(f"{a} -> {b}" for a, b in sorted(gone))
+
+
+def test_every_package_has_a_layer():
+    top = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+           if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").is_file())) and p.name != "__init__.py"}
+    assert top <= set(RANK), f"give these a layer in RANK: {sorted(top - set(RANK))}"

@@ -1,0 +1,40 @@
+"""A model from another package: examples/plugin_model, installed, works everywhere with no change to brainae."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "plugin_model"
+COMMON = ["--data", "phantom:60", "--image-size", "32", "--accelerator", "cpu", "--epochs", "1", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_an_installed_plugin_model_lists_trains_sweeps_and_joins_the_study(tmp_path):
+    source, site = tmp_path / "plugin_model", tmp_path / "site"
+    shutil.copytree(EXAMPLE, source)  # pip builds in the source folder: keep the checkout clean
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(source)], check=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT / "src")]))
+
+    def brainae(*args):
+        r = subprocess.run([sys.executable, "-m", "brainae", *args], env=env, capture_output=True, text=True,
+                           timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    assert "tinyae" in brainae("models") and "plugin: brainae-tinyae" in brainae("models")
+    brainae("train", "--model", "tinyae", *COMMON, "--out", str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "tinyae"
+    brainae("sweep", "--model", "tinyae", "--space", "wide", "--preset", "quick", "--trials", "3", *COMMON,
+            "--out", str(tmp_path / "sweep"))
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    latent = next(row for row in sweep["space"]["table"] if row["key"] == "model.latent_dim")
+    assert "32" in str(latent) and sweep["states"]["complete"] >= 1  # the plugin's own range for its code
+    brainae("study", "--models", "ae,tinyae", "--no-sweep", *COMMON, "--out", str(tmp_path / "study"))
+    summary = json.loads((tmp_path / "study" / "summary.json").read_text())
+    assert set(summary["models"]) == {"ae", "tinyae"} and (tmp_path / "study" / "report.html").is_file()
