@@ -28,8 +28,6 @@ KNOWN_UPWARD = {
     ("brainae.sweeps.report", "brainae.report.sections"),
     # the study renders its report itself; compute, then render (the CLI calling report after study)
     ("brainae.study", "brainae.report.build"), ("brainae.study", "brainae.report.sections"),
-    # a VAE's code prior is fitted with the latent-space helpers; they belong in evaluation or models
-    ("brainae.training.run", "brainae.visualization.latent"),
 }
 
 

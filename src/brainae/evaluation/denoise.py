@@ -37,7 +37,7 @@ from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.registry import get, register
-from brainae.training.precision import infer
+from brainae.training.precision import reconstructions
 
 DEFAULT_BASELINES = ("nlm", "tv", "wavelet", "bilateral", "median", "bm3d")
 NOTES: dict[str, str] = {}  # denoiser -> why it cannot run here (filled by availability checks)
@@ -138,17 +138,7 @@ def _sigma_for(noise: Noise, noisy: np.ndarray) -> float:
 
 def network_denoiser(model: torch.nn.Module, batch_size: int = 64) -> Callable[[np.ndarray], np.ndarray]:
     """A batch denoiser ``(N, H, W) float in [0, 1] -> (N, H, W)`` from a trained network (its reconstruction)."""
-    device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def run(noisy: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(noisy), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(noisy[i:i + batch_size, None], np.float32)).to(device)
-            out.append(infer(model, x).recon.float().cpu().numpy()[:, 0])
-        return np.concatenate(out)
-
-    return run
+    return lambda noisy: reconstructions(model, np.asarray(noisy, np.float32), batch_size)
 
 
 def classical_denoiser(name: str, noise: Noise) -> Callable[[np.ndarray], np.ndarray]:

@@ -15,22 +15,15 @@ from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.io import write_json
-from brainae.training.precision import infer
+from brainae.training.precision import reconstructions
 from brainae.training.run import load_run
 
 METRICS = ("mse", "psnr", "ssim")
 
 
-@torch.no_grad()
 def reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Reconstructions (float32 in [0, 1], shaped like the input) of uint8 images (N, H, W) or (N, C, H, W)."""
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(with_channels(images[i:i + batch_size])).to(device).float() / 255.0
-        out.append(infer(model, x).recon.float().cpu().numpy())
-    recon = np.concatenate(out) if out else np.zeros((0,) + with_channels(images).shape[1:], np.float32)
-    return recon[:, 0] if images.ndim == 3 else recon
+    return reconstructions(model, images, batch_size)
 
 
 @torch.no_grad()

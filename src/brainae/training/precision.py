@@ -13,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 from functools import lru_cache
+from typing import Callable
 
+import numpy as np
 import torch
 
+from brainae.data.types import with_channels
 from brainae.errors import BrainaeError
 
 CHOICES = ("auto", "32", "bf16-mixed", "16-mixed", "64")
@@ -84,3 +87,34 @@ def infer(model: torch.nn.Module, x: torch.Tensor):
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), autocast(device, inference_precision(device)):
         return model(x)
+
+
+@torch.no_grad()
+def map_batches(model: torch.nn.Module, images: np.ndarray, fn: Callable, batch_size: int = 64) -> np.ndarray:
+    """``fn(model, batch)`` over ``images`` in batches, concatenated as float32 NumPy: the one loop of
+    evaluate, denoise, the latent space and the code prior.
+
+    images: uint8 (read as /255) or float, shaped (N, H, W) or (N, C, H, W); each batch reaches ``fn`` as
+    a float32 (B, C, H, W) tensor on the model's device. ``fn`` returns a tensor with the batch first,
+    e.g. ``lambda m, x: infer(m, x).recon`` or ``lambda m, x: m.encode(x)``.
+    """
+    device = next(model.parameters()).device
+    parts = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(with_channels(images[i:i + batch_size])))
+        x = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).to(device)
+        parts.append(fn(model, x).float().cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+
+def reconstructions(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's reconstructions (float32 in [0, 1]) of ``images``, shaped like them."""
+    recon = map_batches(model, images, lambda m, x: infer(m, x).recon, batch_size)
+    if not len(recon):
+        return np.zeros(images.shape, np.float32)
+    return recon[:, 0] if images.ndim == 3 else recon
+
+
+def encode_codes(model: torch.nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Codes (N, latent_dim) of ``images`` in float32, the VAE's its mean mu."""
+    return map_batches(model, images, lambda m, x: m.encode(x), batch_size)

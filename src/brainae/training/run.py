@@ -21,6 +21,7 @@ from brainae.errors import BrainaeError
 from brainae.io import atomic_path
 from brainae.models import build_model
 from brainae.models.prior import MixturePrior
+from brainae.training.precision import encode_codes
 from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights, save_weights
 
 PRIOR_FILE = "prior.pt"
@@ -153,10 +154,8 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
 def fit_code_prior(model: torch.nn.Module, images: np.ndarray, components: int, seed: int = 0) -> MixturePrior:
     """A :class:`MixturePrior` of the codes (the posterior means) of ``images`` (uint8 (N, H, W)):
     pass the training split only, so samples never borrow from validation or test images."""
-    from brainae.visualization.latent import encode_images  # matplotlib loads only when a prior is fitted
-
     model.eval()
-    return MixturePrior.fit(torch.from_numpy(encode_images(model, images)), components, seed=seed)
+    return MixturePrior.fit(torch.from_numpy(encode_codes(model, images)), components, seed=seed)
 
 
 def write_code_prior(run_dir: str | Path, prior: MixturePrior) -> Path:

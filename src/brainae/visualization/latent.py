@@ -16,6 +16,7 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 
 from brainae.io import atomic_write_bytes, write_json
+from brainae.training.precision import encode_codes
 from brainae.visualization.layers import to_unit
 from brainae.visualization.plots import TEXT, figure_png, grid_cell, plt
 
@@ -38,11 +39,7 @@ def has_latent_space(model: nn.Module) -> bool:
 @torch.no_grad()
 def encode_images(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Codes (N, latent_dim) of images (N, H, W), uint8 or [0, 1]; the VAE gives its mean mu."""
-    device = next(model.parameters()).device
-    x = to_unit(images)
-    parts = [model.encode(torch.from_numpy(x[i:i + batch_size, None]).to(device)).float().cpu().numpy()
-             for i in range(0, len(x), batch_size)]
-    return np.concatenate(parts)
+    return encode_codes(model, images, batch_size)
 
 
 @torch.no_grad()
