@@ -250,15 +250,16 @@ def test_docstring_examples_run():
 
 
 def test_report_sections_render_from_a_study_context(tmp_path):
-    """The two study sections compute from ctx.models / ctx.data.test and render their templates."""
+    """The two study analyses compute from ctx.models / ctx.data.test; their sections render the templates."""
     from types import SimpleNamespace
 
     import torch
 
-    from brainae.evaluation.report_sections import anomaly_section, denoising_section
+    from brainae.analyses import anomaly, denoising
+    from brainae.data.examples import pick_examples
     from brainae.models import build_model
     from brainae.report.build import _env
-    from brainae.report.sections import pick_examples
+    from brainae.report.sections.results import anomaly_section, denoising_section
     from brainae.study import StudyContext
 
     cfg = tiny_config()
@@ -269,6 +270,8 @@ def test_report_sections_render_from_a_study_context(tmp_path):
                        out_dir=tmp_path, models={"ae": build_model(cfg.model, 32).eval()},
                        configs={"ae": {"train": {"normal_only": ""}}})
     ctx.examples = pick_examples(test.labels, n=4)
+    denoising(ctx)
+    anomaly(ctx)
     env = _env()
     for fn, title, words in ((denoising_section, "Denoising", ["tv", "median", "AE", "PSNR in tumours"]),
                              (anomaly_section, "Tumour detection", ["AUROC", "best Dice", "all classes"])):

@@ -17,7 +17,7 @@ from brainae.visualization.latent import (
     centroid_distances, decode_codes, encode_images, interpolate, is_generative, pca, sample_prior, traverse,
 )
 from brainae.visualization.layers import CONV_TYPES, capture_layers, conv_layers, layer_stats
-from brainae.visualization.report_sections import spread_over_classes
+from brainae.data.examples import spread_over_classes
 from brainae.visualization.runs import parse_pick
 
 TINY = dict(channels=[8, 16, 32], latent_dim=16)
@@ -120,7 +120,7 @@ def test_pca_and_centroid_distances():
     assert d[0, 1] > d[0, 2]
 
 
-@pytest.mark.parametrize("module", ["layers", "latent", "report_sections", "runs"])
+@pytest.mark.parametrize("module", ["layers", "latent", "runs"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -92,7 +92,7 @@ def test_figure_png_of_a_colour_plot_is_a_palette_png():
     assert Image.open(io.BytesIO(figure_png(fig))).mode == "P"
 
 
-@pytest.mark.parametrize("module", ["brainae.visualization.plots", "brainae.evaluation.report_sections"])
+@pytest.mark.parametrize("module", ["brainae.visualization.plots", "brainae.data.examples"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

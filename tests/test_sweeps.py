@@ -239,9 +239,9 @@ def test_report_section_shows_spaces_best_configs_and_figures(sweep4):
     from types import SimpleNamespace
 
     from brainae.report.build import SECTION_MODULES, _env
-    from brainae.sweeps.report import sweep_section
+    from brainae.report.sections.sweeps import sweep_section
 
-    assert "brainae.sweeps.report" in SECTION_MODULES
+    assert "brainae.report.sections.sweeps" in SECTION_MODULES
     _, _, s = sweep4
     assert sweep_section(SimpleNamespace(extras={})) is None
     sec = sweep_section(SimpleNamespace(extras={"sweeps": {"ae": s}}))

@@ -12,7 +12,9 @@ from typing import Any, Optional
 import numpy as np
 
 from brainae import __version__
+from brainae.analyses import run_analyses
 from brainae.config import Config, build_config, to_dict
+from brainae.data.examples import pick_examples
 from brainae.data.load import load_data
 from brainae.data.types import require_one_channel
 from brainae.errors import BrainaeError
@@ -20,7 +22,6 @@ from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
 from brainae.registry import resolve
 from brainae.report.build import write_report
-from brainae.report.sections import pick_examples
 from brainae.training.callbacks import read_history
 from brainae.training.run import load_run
 from brainae.training.train import data_summary, train
@@ -133,6 +134,7 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
         ctx.timing.setdefault("models", {})[name] = time.perf_counter() - t
     print(format_table(ctx.eval_results))
+    run_analyses(ctx)  # denoising, tumour detection, layers, latent spaces: computed here, drawn by the report
     report = write_report(ctx, out / "report.html")
     summary = {
         "data": ctx.data_summary,

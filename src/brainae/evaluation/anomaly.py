@@ -23,6 +23,8 @@ nothing about health: its results carry a ``warning``.
 """
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Optional
 
@@ -223,6 +225,24 @@ def example_indices(is_anomaly: np.ndarray, n: int = 8, seed: int = 0) -> np.nda
     pos, neg = rng.permutation(np.flatnonzero(is_anomaly)), rng.permutation(np.flatnonzero(~is_anomaly))
     k = min(len(pos), (n + 1) // 2)
     return np.sort(np.concatenate([pos[:k], neg[: n - k]])).astype(int)
+
+
+def untrained_twin(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same network with fresh random weights (every ``reset_parameters``, seeded; BatchNorm
+    statistics reset too), in eval mode: what any score owes to the architecture and the images alone.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+        >>> bool(torch.equal(untrained_twin(net)[0].weight, net[0].weight))
+        False
+    """
+    twin = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):  # the study's own random stream is left as it was
+        torch.manual_seed(seed)
+        for module in twin.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return twin.eval()
 
 
 def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optional[str] = None,

@@ -13,12 +13,12 @@ from brainae.report.readme import mark_sections, readme_section, study_flags
 from brainae.report.sections import build_sections
 
 TEMPLATES = Path(__file__).parent / "templates"
-# Modules whose @section functions make up the report; a capability adds its module here.
+# Modules whose @section functions make up the report; a new section module is added here.
 SECTION_MODULES = [
     "brainae.report.sections",
-    "brainae.visualization.report_sections",
-    "brainae.evaluation.report_sections",
-    "brainae.sweeps.report",
+    "brainae.report.sections.networks",
+    "brainae.report.sections.results",
+    "brainae.report.sections.sweeps",
 ]
 
 

@@ -9,14 +9,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from brainae.data.examples import interpolation_pair, pick_examples, spread_over_classes
 from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import resolve_eval_data
-from brainae.report.sections import pick_examples
 from brainae.training.run import load_run
 from brainae.visualization.latent import has_latent_space, write_latent
 from brainae.visualization.layers import write_layers
-from brainae.visualization.report_sections import interpolation_pair, spread_over_classes
 
 
 def load_runs(run_dirs: Sequence[str | Path], data: Optional[str] = None, progress: bool = True):

@@ -1,15 +1,15 @@
-"""Report sections: each is one function (context -> Section) plus one template block.
+"""Report sections: each is one function (study context -> Section) plus one template block.
 
-Add a section by decorating a function with ``@section(order)`` and writing
-``templates/sections/<id>.html.j2``; the report picks it up without other edits. A function
-returns None when it has nothing to show (for example no sweep was run).
+Sections only draw: what they show was computed before (the study context, and ``brainae.analyses``
+for denoising, tumour detection, layers and latent spaces, in ``study.extras``). Add a section by
+decorating a function with ``@section(order)`` in a module of this package listed in
+``report.build.SECTION_MODULES`` and writing ``templates/sections/<id>.html.j2``. A function returns
+None when it has nothing to show (for example no sweep was run).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-
-import numpy as np
 
 from brainae.data.grouping import describe
 from brainae.data.inspect import inspect_imageset
@@ -81,16 +81,3 @@ def reconstruction_section(study) -> Section:
     titles = [test.classes[test.labels[i]] for i in idx]
     fig = reconstruction_grid(test.images[idx], study.reconstructions, titles)  # recons of the examples
     return Section("reconstructions", "Reconstructions", {"grid": figure_data_uri(fig), "n": len(idx)})
-
-
-def pick_examples(labels: np.ndarray, n: int = 8, seed: int = 0) -> np.ndarray:
-    """Indices of ``n`` test images, as many from each class as possible, chosen once per study."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in classes}
-    chosen: list[int] = []
-    while len(chosen) < min(n, len(labels)):
-        for c in classes:
-            if pools[c] and len(chosen) < n:
-                chosen.append(int(pools[c].pop()))
-    return np.array(sorted(chosen, key=lambda i: (labels[i], i)))
