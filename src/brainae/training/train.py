@@ -248,6 +248,28 @@ def train(
     """
     quiet_lightning()
     out = Path(out_dir)
+    resume, ds, module = _open_run(cfg, out, resume, overwrite, data)
+    trainer, chunked = _make_trainer(cfg, out, module, ds, callbacks or [])
+    one_device = trainer.num_devices == 1 and cfg.train.num_workers == 0
+    train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed,
+                               device=trainer.strategy.root_device if one_device else None,
+                               chunk=STEPS_PER_CHUNK if chunked else 1)
+    seconds = _fit(trainer, module, train_dl, val_dl, out / "checkpoints" / "last.ckpt" if resume else None)
+    if not trainer.is_global_zero:
+        return {"run_dir": str(out)}
+    write_json(out / "env.json", environment(trainer))
+    if slim_weights:
+        write_best_weights(out, cfg)  # weights/best.safetensors: the network alone, what load_run reads first
+    return {**_write_metrics(cfg, out, module, ds, seconds), "run_dir": str(out)}
+
+
+def _open_run(cfg: Config, out: Path, resume: bool, overwrite: bool,
+              data: Optional[ImageSet]) -> tuple[bool, ImageSet, AutoencoderModule]:
+    """Check what can be checked, load the data, and set up the run folder: (resume, data, module).
+
+    Nothing on disk changes until the data has loaded; a run killed before its first epoch ended
+    starts again.
+    """
     last = out / "checkpoints" / "last.ckpt"
     if out.exists() and not out.is_dir():
         raise BrainaeError(f"--out {out} is a file; name a folder for the run")
@@ -288,7 +310,12 @@ def train(
     if ds.removed and not child:
         atomic_write_text(out / "removed.txt", "".join(f"{s}\t{r}\n" for s, r in ds.removed))
         print(f"left out {len(ds.removed)} train/val image(s) that copy a held-out image or share its {ds.group_unit or 'group'}; list in {out / 'removed.txt'}")
+    return resume, ds, module
 
+
+def _make_trainer(cfg: Config, out: Path, module: AutoencoderModule, ds: ImageSet,
+                  callbacks: list) -> tuple[L.Trainer, bool]:
+    """The Lightning Trainer with the run's checkpoints, history, progress and options; (trainer, fast path on)."""
     best = SpacedCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_loss", mode="min",
                             save_top_k=1, enable_version_counter=False)
     # last.ckpt after every epoch: Lightning's save_last writes it only when best.ckpt improves, so a
@@ -321,7 +348,7 @@ def train(
         # "warn": an op without a deterministic kernel warns instead of stopping the run
         deterministic="warn" if cfg.train.deterministic else False,
         callbacks=[best, latest, HistoryCSV(out / "history.csv", echo=report and not draw_bar), *extra,
-                   *(callbacks or [])],
+                   *callbacks],
         logger=make_logger(cfg.train.logger, out),  # history.csv is written whatever the logger
         log_every_n_steps=min(50, steps),  # a short epoch still logs its steps
         enable_progress_bar=draw_bar,
@@ -332,14 +359,15 @@ def train(
     )
     if cfg.train.compile:
         module.compile_network(trainer.strategy.root_device)
-    one_device = trainer.num_devices == 1 and cfg.train.num_workers == 0
-    train_dl, val_dl = loaders(ds, cfg.train.batch_size, cfg.train.num_workers, cfg.train.seed,
-                               device=trainer.strategy.root_device if one_device else None,
-                               chunk=STEPS_PER_CHUNK if chunked else 1)
+    return trainer, chunked
+
+
+def _fit(trainer: L.Trainer, module: AutoencoderModule, train_dl, val_dl, ckpt: Optional[Path]) -> float:
+    """trainer.fit, resuming from ``ckpt``; seconds it took. Ctrl-C becomes KeyboardInterrupt."""
     start = time.perf_counter()
     try:
         # weights_only: a shared run folder's checkpoint must never run code when it is resumed
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None, weights_only=True)
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except SystemExit:
         # Lightning answers Ctrl-C with sys.exit(1) after a clean shutdown; callers (CLI, sweeps)
         # need to know it was an interruption, and checkpoints of finished epochs are intact.
@@ -349,13 +377,11 @@ def train(
         raise
     finally:
         finish_logger(trainer.logger)
-    seconds = time.perf_counter() - start
-    if not trainer.is_global_zero:
-        return {"run_dir": str(out)}
+    return time.perf_counter() - start
 
-    write_json(out / "env.json", environment(trainer))
-    if slim_weights:
-        write_best_weights(out, cfg)  # weights/best.safetensors: the network alone, what load_run reads first
+
+def _write_metrics(cfg: Config, out: Path, module: AutoencoderModule, ds: ImageSet, seconds: float) -> dict:
+    """metrics.json from history.csv (best epoch, divergence, timing) and, for a VAE, its code prior."""
     history = read_history(out / "history.csv")
     val = np.array([r["val_loss"] for r in history], dtype=float)
     finite = np.isfinite(val)
@@ -380,4 +406,4 @@ def train(
         write_code_prior(out, prior)
         metrics["prior"] = {"components": prior.components, "fitted_on": "train", "codes": prior.n_codes}
     write_json(out / "metrics.json", metrics)
-    return {**metrics, "run_dir": str(out)}
+    return metrics
