@@ -1,6 +1,8 @@
 """The one LightningModule: it trains any registered model through the model's own ``loss``."""
 from __future__ import annotations
 
+import sys
+
 import lightning as L
 import torch
 
@@ -124,7 +126,7 @@ class AutoencoderModule(L.LightningModule):
             try:
                 self._graph = GraphedStep(self.model, self._forward_backward, x, autocast_dtype=dtype)
             except RuntimeError as e:  # an op that cannot be captured: train on without graphs
-                print(f"CUDA graph capture failed ({str(e).splitlines()[0]}); training on without graphs")
+                print(f"CUDA graph capture failed ({str(e).splitlines()[0]}); training on without graphs", file=sys.stderr)
                 self._capture = False
         if self._graph is not None and self._graph.matches(x):
             return self._graph(x)
