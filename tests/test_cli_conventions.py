@@ -239,3 +239,21 @@ def test_mlflow_logger_writes_a_local_store(capsys, tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{Path(run, 'mlflow.db').resolve()}")
     (logged,) = client.search_runs([client.get_experiment_by_name("brainae").experiment_id])
     assert "val_loss" in logged.data.metrics and logged.info.run_name == "run"
+
+
+def test_the_flags_table_is_what_train_parses_and_what_build_config_maps():
+    """brainae/flags.py is the one list of shortcut flags: each row a config field, each CLI row a --flag
+    of train whose value reaches that key."""
+    from brainae.config import Config, build_config
+    from brainae.flags import FLAGS
+
+    fields = {f"{s}.{name}" for s in ("model", "data", "train") for name in getattr(Config(), s).__dataclass_fields__}
+    assert {f.key for f in FLAGS.values()} <= fields
+    train = next(p for p in walk_parsers(build_parser()) if p.prog.endswith(" train"))
+    dests = {a.dest for a in train._actions}
+    assert {n for n, f in FLAGS.items() if f.cli} <= dests
+    args = train.parse_args(["--out", "o", "--early-stopping", "3", "--cuda-graphs", "off", "--axis", "1"])
+    from brainae.cli.commands import _flat
+
+    cfg = build_config("ae", **_flat(args))
+    assert (cfg.train.early_stopping, cfg.train.cuda_graphs, cfg.data.nifti_axis) == (3, "off", 1)

@@ -1,6 +1,6 @@
 """The package's layers hold: a module imports its own layer or lower ones, never a higher one.
 
-    foundation (errors, io, progress, registry, config, the package's __version__)
+    foundation (errors, io, progress, registry, flags, config, the package's __version__)
       -> data -> models -> training -> evaluation, visualization, export -> sweeps -> analyses
       -> report -> study -> cli
 
@@ -15,7 +15,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "brainae"
-RANK = {"errors": 0, "io": 0, "progress": 0, "registry": 0, "config": 0,
+RANK = {"errors": 0, "io": 0, "progress": 0, "registry": 0, "flags": 0, "config": 0,
         "data": 1, "models": 2, "training": 3, "evaluation": 4, "visualization": 4, "export": 4,
         "sweeps": 5, "analyses": 6, "report": 7, "study": 8, "cli": 9, "__main__": 9}
 

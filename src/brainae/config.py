@@ -16,10 +16,12 @@ from typing import Any, Optional
 import yaml
 
 from brainae.errors import BrainaeError
+from brainae.flags import FLAGS
+from brainae.flags import flat_keys as flag_keys
 
 PRESET_DIR = Path(__file__).parent / "configs"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
-LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
+LOGGERS = FLAGS["logger"].choices  # csv, tensorboard, mlflow, wandb
 MAX_LATENT = 65536
 
 
@@ -248,19 +250,7 @@ def build_config(
             msg = str(e)
             raise BrainaeError(msg if config_file in msg else f"{config_file}: {msg}") from None
     cfg.model.name = model
-    flat_keys = {
-        "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
-        "latent_dim": "model.latent_dim", "limit": "data.limit", "seed": "train.seed",
-        "precision": "train.precision", "devices": "train.devices", "data": "data.spec",
-        "accelerator": "train.accelerator", "image_size": "data.image_size", "dedupe": "data.dedupe",
-        "noise": "train.noise", "normal_only": "train.normal_only", "skips": "model.skips",
-        "residual_output": "model.residual_output", "loss": "train.loss", "augment": "train.augment",
-        "optimizer": "train.optimizer", "schedule": "train.schedule", "early_stopping": "train.early_stopping",
-        "ema": "train.ema", "compile": "train.compile", "likelihood": "model.likelihood", "prior_components": "model.prior_components",
-        "group_by": "data.group_by", "keep_duplicates": "data.keep_duplicates", "modality": "data.modality",
-        "slices": "data.slices", "crop_foreground": "data.crop_foreground", "keep_aspect": "data.keep_aspect",
-        "axis": "data.nifti_axis", "logger": "train.logger",
-    }
+    flat_keys = flag_keys()  # brainae/flags.py: one table of the shortcut flags
     for k, v in flat.items():
         if v is None:
             continue

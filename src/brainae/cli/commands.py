@@ -10,14 +10,10 @@ from brainae.errors import BrainaeError
 
 
 def _flat(args: argparse.Namespace) -> dict:
-    return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, latent_dim=args.latent_dim,
-                limit=args.limit, seed=args.seed, precision=args.precision, devices=args.devices,
-                accelerator=args.accelerator, image_size=args.image_size, dedupe=args.dedupe,
-                noise=args.noise, normal_only=args.normal_only, skips=args.skips, residual_output=args.residual_output,
-                loss=args.loss, augment=args.augment, optimizer=args.optimizer, schedule=args.schedule,
-                early_stopping=args.early_stopping, ema=args.ema, likelihood=args.likelihood,
-                prior_components=args.prior_components, compile=getattr(args, "compile", None), logger=args.logger,
-                **_data_flags(args))
+    """The shortcut flags given on the command line (None where absent), for ``build_config(**flat)``."""
+    from brainae.flags import FLAGS
+
+    return {name: getattr(args, name, None) for name, f in FLAGS.items() if f.cli}
 
 
 def _data_flags(args: argparse.Namespace) -> dict:
@@ -30,10 +26,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.resume and (Path(args.out) / "config.yaml").is_file():
         cfg = load_config(Path(args.out) / "config.yaml")  # continue the run as it was configured
-        flat = {k: v for k, v in _flat(args).items() if v is not None}
-        keys = {"epochs": "train", "batch_size": "train", "lr": "train", "seed": "train", "precision": "train",
-                "devices": "train", "accelerator": "train", "logger": "train"}
-        apply_dict(cfg, {"train": {k: v for k, v in flat.items() if keys.get(k) == "train"}})
+        from brainae.flags import FLAGS, resumable
+
+        given = {k: v for k, v in _flat(args).items() if v is not None and k in resumable()}
+        apply_dict(cfg, {"train": {FLAGS[k].key.split(".", 1)[1]: v for k, v in given.items()}})  # all train.*
         apply_overrides(cfg, args.overrides)
         validate(cfg)
     else:

@@ -8,7 +8,7 @@ from brainae.cli.commands import (cmd_anomaly, cmd_config_show, cmd_denoise, cmd
                                   cmd_train)
 from brainae.cli.options import (COUNT, DATA_HELP, NO_PROGRESS_HELP, POSITIVE, Parser, _analysis_args, _config_args,
                                  _data_args, _int_at_least, _names, _out_dir, _out_file, _positive_float, _preset,
-                                 _verbosity_args, walk_parsers)
+                                 _verbosity_args, add_flags, walk_parsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,11 +239,7 @@ def _add_sweep(sub) -> None:
                         "median of complete trials at the same epoch), none (default sha)")
     p.add_argument("--epochs", type=POSITIVE, metavar="N", help="epoch budget of each trial (default: the space's largest "
                    f"train.epochs value, 40 for seed/wide; the preset's {_preset('quick', 'train.epochs')} with --preset quick)")
-    p.add_argument("--limit", type=COUNT, help="at most N training images (val shrinks in proportion); 0 = all "
-                   f"(default: the preset's, seed {_preset('seed', 'data.limit')}, quick {_preset('quick', 'data.limit')})")
-    p.add_argument("--image-size", type=_int_at_least(8), help=f"square size images are resized to (default: the preset's, seed {_preset('seed', 'data.image_size')}, "
-                        f"quick {_preset('quick', 'data.image_size')})")
-    p.add_argument("--accelerator", choices=["auto", "cpu", "cuda", "mps"], help="device for every trial (default auto)")
+    add_flags(p, ["limit", "image_size", "accelerator"])  # as train has them, for every trial
     p.add_argument("--storage", metavar="URL",
                    help="where the study lives (default sqlite:///DIR/sweep.db): any SQLAlchemy URL "
                         "(postgresql://user:pw@host/db, mysql://...) or a journal file (journal:PATH, or a path ending "
