@@ -51,6 +51,8 @@ def study_config(args):
     cfg.train.progress = False
     if args.precision:
         cfg.train.precision = args.precision
+    if args.cuda_graphs:
+        cfg.train.cuda_graphs = args.cuda_graphs
     return cfg
 
 
@@ -196,7 +198,7 @@ def run_worker(args) -> int:
 
 def spawn(args, worker: str, seed: int, dest: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", worker, "--json", str(dest), "--seed", str(seed)]
-    for key in ("data", "epochs", "accelerator", "image_size", "limit", "window", "precision",
+    for key in ("data", "epochs", "accelerator", "image_size", "limit", "window", "precision", "cuda_graphs",
                 "infer_images", "infer_repeats"):
         value = getattr(args, key)
         if value not in (None, ""):
@@ -257,6 +259,8 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=20, help="training steps per timing window")
     ap.add_argument("--accelerator", default="cpu")
     ap.add_argument("--precision", default="", help="brainae's --precision (default: its own, auto)")
+    ap.add_argument("--cuda-graphs", default="", choices=["", "on", "off", "auto"],
+                    help="brainae's --cuda-graphs, the GPU fast path (default: its own, off)")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--limit", type=int, default=0, help="fewer training images (smoke tests only)")
     ap.add_argument("--infer-images", type=int, default=512)
