@@ -38,3 +38,36 @@ def test_an_installed_plugin_model_lists_trains_sweeps_and_joins_the_study(tmp_p
     brainae("study", "--models", "ae,tinyae", "--no-sweep", *COMMON, "--out", str(tmp_path / "study"))
     summary = json.loads((tmp_path / "study" / "summary.json").read_text())
     assert set(summary["models"]) == {"ae", "tinyae"} and (tmp_path / "study" / "report.html").is_file()
+
+
+def test_noises_losses_and_denoisers_come_from_their_entry_point_groups_too(monkeypatch, capsys):
+    """A plugin package's noise registers through the brainae.noises group; a broken one is left out in one line."""
+    import types
+
+    import torch
+
+    from brainae import registry
+    from brainae.data.noise import parse_noise
+
+    def speckle(x, level, g):
+        return x * (1 + level * torch.randn(x.shape, generator=g, device=x.device))
+
+    module = types.SimpleNamespace(load=lambda: registry.register("noise", "speckle_plugin")(speckle))
+
+    class EntryPoint:
+        def __init__(self, name, load):
+            self.name, self.value, self.load = name, f"pkg_{name}", load
+
+    def broken():
+        raise ImportError("No module named 'torch_extra'")
+
+    groups = {"brainae.noises": [EntryPoint("speckle", module.load), EntryPoint("bad", broken)]}
+    monkeypatch.setattr(registry, "entry_points", lambda group: groups.get(group, []))
+    monkeypatch.setitem(registry._REGISTRIES, "noise", dict(registry._REGISTRIES["noise"]))  # undone after the test
+    assert registry.load_entry_points("brainae.noises") == ["speckle"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "plugin 'bad'" in err[0] and "left out" in err[0]
+    x = torch.full((1, 1, 8, 8), 0.5)
+    assert not torch.equal(parse_noise("speckle_plugin:0.2")(x, generator=0), x)
+    for group in ("brainae.models", "brainae.losses", "brainae.denoisers"):
+        assert registry.load_entry_points(group) == []

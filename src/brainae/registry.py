@@ -8,12 +8,14 @@ which also states what the rest of brainae must know about it: whether it is var
 takes ``model.skips``, which of its own keys ``--space wide`` searches and which config keys it does not
 read. Sweeps, the study, the CLI and the tests ask the registry; nothing else keeps a list of models.
 Built-in models are registered when ``brainae.models`` is imported; other packages add theirs through
-the ``brainae.models`` entry-point group (see ``brainae.models.load_plugins`` and
-``examples/plugin_model``).
+the ``brainae.models`` entry-point group (``examples/plugin_model``), and noises, losses and classical
+denoisers through ``brainae.noises``, ``brainae.losses`` and ``brainae.denoisers`` (``load_entry_points``).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from brainae.errors import BrainaeError
@@ -116,3 +118,20 @@ def model_spec(name: str) -> ModelSpec:
 
 def model_specs() -> list[ModelSpec]:
     return [_MODELS[n] for n in sorted(_MODELS)]
+
+
+def load_entry_points(group: str) -> list[str]:
+    """Import every module the entry points of ``group`` name; importing one registers what it adds.
+
+    A plugin that fails to import is reported on stderr in one line and left out: one broken package
+    must not stop brainae. Returns the names of the entry points loaded.
+    """
+    loaded = []
+    for ep in entry_points(group=group):
+        try:
+            ep.load()
+            loaded.append(ep.name)
+        except Exception as e:  # any error in someone else's package
+            print(f"brainae: plugin '{ep.name}' ({ep.value}) could not be loaded and is left out: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)
+    return loaded

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from brainae.errors import BrainaeError
-from brainae.registry import get, names, register
+from brainae.registry import get, load_entry_points, names, register
 
 Seed = Union[None, int, torch.Generator]
 SPEC_EXAMPLE = "e.g. gaussian:0.3, rician:0.1, salt_pepper:0.05, poisson:0.1 or gaussian:0.1,0.2,0.3"
@@ -194,3 +194,6 @@ def parse_noise(spec: str) -> Union[Noise, NoiseMix, NoiseRange]:
 def batch_noise_seed(seed: int, index: int) -> int:
     """A fixed seed per validation batch: the same noisy validation images every epoch."""
     return random.Random(f"{seed}/{index}").randrange(2 ** 31)
+
+
+load_entry_points("brainae.noises")  # noises of installed plugins, registered with @register

@@ -36,7 +36,7 @@ from brainae.data.noise import Noise, parse_noise_levels
 from brainae.data.types import ImageSet, require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
-from brainae.registry import get, register
+from brainae.registry import get, load_entry_points, register
 from brainae.training.precision import reconstructions
 
 DEFAULT_BASELINES = ("nlm", "tv", "wavelet", "bilateral", "median", "bm3d")
@@ -317,3 +317,6 @@ def _example_indices(ds: ImageSet, n: int, seed: int) -> np.ndarray:
     else:
         order = rng.permutation(len(ds))
     return np.sort(order[:n])
+
+
+load_entry_points("brainae.denoisers")  # classical denoisers of installed plugins, registered with @register

@@ -1,34 +1,12 @@
 """Networks (plain nn.Modules). Importing this package registers every model variant: the built-in
 ones, then those of installed plugins (the ``brainae.models`` entry-point group)."""
-import sys
-from importlib.metadata import entry_points
-
 import torch
 
 from brainae.models import ae, vae  # noqa: F401  (registration side effect)
 from brainae.models import dae  # noqa: F401
 from brainae.models import resae, skipae, unet  # noqa: F401
 from brainae.models.residual import residual_output
-from brainae.registry import model_spec, names
-
-PLUGIN_GROUP = "brainae.models"
-
-
-def load_plugins() -> list[str]:
-    """Import every module the ``brainae.models`` entry points name; each registers its models.
-
-    A plugin that fails to import is reported on stderr in one line and left out: one broken package
-    must not stop brainae. Returns the entry points loaded.
-    """
-    loaded = []
-    for ep in entry_points(group=PLUGIN_GROUP):
-        try:
-            ep.load()
-            loaded.append(ep.name)
-        except Exception as e:  # any error in someone else's package
-            print(f"brainae: plugin '{ep.name}' ({ep.value}) could not be loaded and is left out: "
-                  f"{type(e).__name__}: {e}", file=sys.stderr)
-    return loaded
+from brainae.registry import load_entry_points, model_spec, names
 
 
 def build_model(cfg, image_size: int):
@@ -51,4 +29,4 @@ def model_names() -> list[str]:
     return names("model")
 
 
-load_plugins()
+load_entry_points("brainae.models")  # models of installed plugins (examples/plugin_model)

@@ -37,7 +37,7 @@ from torchmetrics.functional.image import (
 
 from brainae.errors import BrainaeError
 from brainae.models.output import ModelOutput
-from brainae.registry import get, names, register
+from brainae.registry import get, load_entry_points, names, register
 
 Loss = Callable[[ModelOutput, torch.Tensor], torch.Tensor]
 MIXED = "0.16*l1+0.84*ms_ssim"
@@ -126,3 +126,6 @@ def parse_loss(spec: str) -> Optional[Loss]:
         return sum(w * fn(out, target) for w, fn in terms)
 
     return mix
+
+
+load_entry_points("brainae.losses")  # losses of installed plugins, registered with @register
