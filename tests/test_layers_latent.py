@@ -194,10 +194,11 @@ def test_latent_command_writes_figures_and_json(study_dir, tmp_path):
 
 
 def test_report_holds_inside_and_latent_sections(study_dir):
-    html = (study_dir / "report.html").read_text()
-    for title in ["Inside the network", "Latent space"]:
-        assert f">{title}</h2>" in html
-    inside = html.split('id="inside"')[1].split("</section>")[0]
-    assert "encoder.0" in inside and "decoder.2" in inside and inside.count("data:image/png;base64,") >= 3
-    latent = html.split('id="latent"')[1].split("</section>")[0]
-    assert "prior" in latent and latent.count("data:image/png;base64,") >= 5
+    from report_html import report_sections
+
+    sections = report_sections((study_dir / "report.html").read_text())
+    inside, latent = sections["inside"], sections["latent"]
+    assert (inside.title, latent.title) == ("Inside the network", "Latent space")
+    layers = {row["layer"].split()[0] for row in inside.table_with("layer")}  # "decoder.2 (pre-sigmoid)"
+    assert {"encoder.0", "decoder.2"} <= layers and inside.images >= 3  # a stats row per layer, and its figures
+    assert "prior" in latent.text and latent.images >= 5

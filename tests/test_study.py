@@ -6,6 +6,7 @@ import pytest
 
 from brainae.cli import main
 from brainae.evaluation.evaluate import evaluate
+from report_html import report_sections
 
 
 def test_summary_holds_metrics_with_intervals_per_model_and_class(study_dir):
@@ -24,9 +25,11 @@ def test_summary_holds_metrics_with_intervals_per_model_and_class(study_dir):
 
 def test_report_is_one_offline_file_with_every_section(study_dir):
     html = (study_dir / "report.html").read_text()
-    for title in ["Data", "Configuration", "Training", "Held-out comparison", "Reconstructions"]:
-        assert f">{title}</h2>" in html
-    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 3  # examples, loss curves, reconstructions
+    sections = report_sections(html)
+    assert {"data", "config", "training", "comparison", "reconstructions"} <= set(sections)
+    assert all(sections[s].images >= 1 for s in ("data", "training", "reconstructions"))  # examples, curves, grids
+    rows = sections["comparison"].table_with("PSNR (dB)")
+    assert [r["model"] for r in rows] == ["AE", "VAE"] and all(r["n"] == rows[0]["n"] for r in rows)
     assert not re.search(r'(src|href)="https?://', html)  # opens offline
 
 
@@ -57,13 +60,11 @@ def test_study_compares_new_architectures_with_their_latent_size_parameters_and_
     assert tests["resae"]["latent_dim"] == tests["skipae"]["latent_dim"] == 16
     assert tests["resae"]["parameters"] == tests["skipae"]["parameters"]  # skips are added: same network
     assert tests["unet"]["latent_dim"] == 32 * 8 * 8  # the values on its deepest map
-    html = (out / "report.html").read_text()
-    assert "skips bypass the bottleneck" in html and "meant for denoising, not compression or anomaly detection" in html
-    for name in ("RESAE", "SKIPAE", "UNET"):
-        assert f"<td>{name}</td>" in html
+    sections = report_sections((out / "report.html").read_text())
+    rows = sections["comparison"].table_with("skips bypass the bottleneck")
+    assert {r["model"]: r["skips bypass the bottleneck"] for r in rows} == {"RESAE": "no", "SKIPAE": "yes", "UNET": "yes"}
     # the latent views show only the true bottleneck model
-    latent = html[html.index(">Latent space</h2>"):]
-    assert "RESAE" in latent and "UNET" not in latent.split("</section>")[0]
+    assert "RESAE" in sections["latent"].text and "UNET" not in sections["latent"].text
 
 
 def test_study_rejects_an_unknown_model(capsys):

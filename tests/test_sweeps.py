@@ -247,8 +247,13 @@ def test_report_section_shows_spaces_best_configs_and_figures(sweep4):
     sec = sweep_section(SimpleNamespace(extras={"sweeps": {"ae": s}}))
     html = _env().get_template(f"sections/{sec.id}.html.j2").render(s=sec, **sec.context)
     assert sec.title == "Hyperparameter search"
-    assert "train.lr" in html and "saved <b>" in html and html.count("data:image/png;base64,") == 4
-    assert "0.003926" in html  # the study's reported AE best, beside ours
+    from report_html import report_sections
+
+    parsed = report_sections(f'<section id="{sec.id}">{html}</section>')[sec.id]
+    best = {r["setting"]: r for r in parsed.table_with("setting")}
+    assert best["train.lr"]["AE (study)"] == "0.0005" and best["train.lr"]["AE (ours)"] not in ("", "–")
+    assert best["the study's best training loss (training split, its own units)"]["AE (study)"].startswith("0.003926")
+    assert "saved" in parsed.text and parsed.images == 4  # the epochs pruning saved; the four figures
 
 
 def test_space_files_and_presets(tmp_path):
