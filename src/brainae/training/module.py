@@ -115,9 +115,7 @@ class AutoencoderModule(L.LightningModule):
         terms = self.model.loss(self.model(self.corrupt(x, "train", 0)), x, self.recon_loss)
         terms["loss"].backward()
         bad = ~torch.isfinite(terms["loss"].detach())
-        for p in self.model.parameters():
-            if p.grad is not None:
-                p.grad.masked_fill_(bad, 0.0)
+        self._zero_grads_where(bad)
         return {**{k: v.detach() for k, v in terms.items()}, "bad": bad}
 
     def _one_batch(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -182,9 +180,14 @@ class AutoencoderModule(L.LightningModule):
             return
         if bad.device.type == "cpu" and not bool(bad):
             return  # reading a CPU flag costs nothing; the common case skips the pass over the gradients
+        self._zero_grads_where(bad)
+
+    def _zero_grads_where(self, bad: torch.Tensor) -> None:
+        """Zero every gradient where the device flag ``bad`` is set; on a GPU no host wait, a no-op fill when
+        the step is fine."""
         for p in self.model.parameters():
             if p.grad is not None:
-                p.grad.masked_fill_(bad, 0.0)  # on a GPU: no host wait, a no-op fill when the step is fine
+                p.grad.masked_fill_(bad, 0.0)
 
     def on_train_epoch_end(self) -> None:
         """A diverged run cannot recover: stop after this epoch (sweeps and metrics.json record why)."""

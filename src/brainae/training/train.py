@@ -41,7 +41,7 @@ from brainae.training.callbacks import (CHECKPOINT_SPACING_S, HistoryCSV, Spaced
 from brainae.training.graphs import STEPS_PER_CHUNK, fast_path
 from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
-from brainae.training.precision import resolve_precision
+from brainae.training.precision import resolve_precision, uses_cuda
 from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_best_weights, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
@@ -169,8 +169,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def use_fast_path(cfg: Config, module: AutoencoderModule, checkpoints: list[SpacedCheckpoint], n_train: int) -> bool:
     """``train.cuda_graphs``: set up the GPU fast path (``training/graphs.py``) where it applies."""
     t = cfg.train
-    device = torch.device("cuda" if t.accelerator in ("cuda", "gpu") or (
-        t.accelerator == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device("cuda" if uses_cuda(t.accelerator) else "cpu")
     if not fast_path(t.cuda_graphs, device, t.devices, t.num_workers, t.precision, t.compile, t.ema, t.augment):
         return False
     module.use_step_chunks(t.batch_size, cuda_graphs=device.type == "cuda")
