@@ -47,13 +47,27 @@ _LAZY = {
     "list_models": ("brainae.models", "model_names"),
 }
 
-__all__ = ["BrainaeError", "__version__", *_LAZY]
+__all__ = ["BrainaeError", "__version__", "load_checks", *_LAZY]
+
+# The modules that parse config specs register their parsers as config checks (registry.register_check);
+# config validation runs what is registered, so whoever builds configs loads these first. The package
+# root is where every layer may be named.
+CHECK_OWNERS = ("brainae.data.nifti", "brainae.data.noise", "brainae.training.augment", "brainae.training.losses")
+
+
+def load_checks() -> None:
+    """Register every built-in config check (bad noise, loss, augmentation or slice specs then fail in
+    ``build_config``, before any data is loaded)."""
+    for module in CHECK_OWNERS:
+        importlib.import_module(module)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'brainae' has no attribute '{name}'")
     module, attr = _LAZY[name]
+    if module == "brainae.config":
+        load_checks()
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later lookups skip this function
     return value

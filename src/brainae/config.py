@@ -18,6 +18,7 @@ import yaml
 from brainae.errors import BrainaeError
 from brainae.flags import FLAGS
 from brainae.flags import flat_keys as flag_keys
+from brainae.registry import config_checks
 
 PRESET_DIR = Path(__file__).parent / "configs"
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
@@ -313,19 +314,11 @@ def validate(cfg: Config) -> None:
     for ok, key, msg in checks:
         if not ok:
             raise BrainaeError(f"config key '{key}' {msg}")
-    if cfg.data.slices:
-        from brainae.data.nifti import parse_slices
-
-        parse_slices(cfg.data.slices)
-    if cfg.train.noise:
-        from brainae.data.noise import parse_noise
-
-        parse_noise(cfg.train.noise)  # a bad spec fails before any data is loaded
-    from brainae.training.augment import parse_augment
-    from brainae.training.losses import parse_loss
-
-    parse_loss(cfg.train.loss)
-    parse_augment(cfg.train.augment)
+    for key, check in config_checks().items():  # spec parsers, registered by the modules that own them
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value:  # "" is every spec's "none"
+            check(value)  # a bad spec fails here, before any data is loaded
 
 
 def from_dict(values: dict) -> Config:

@@ -120,6 +120,27 @@ def model_specs() -> list[ModelSpec]:
     return [_MODELS[n] for n in sorted(_MODELS)]
 
 
+_CHECKS: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_check(key: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``fn(value)`` raises BrainaeError when the config key ``key`` (e.g. ``train.noise``)
+    holds a spec it cannot parse. The module that parses a spec registers its parser here, so config
+    validation runs it without importing that module (``brainae.config.validate``)."""
+    def deco(fn: Callable) -> Callable:
+        if key in _CHECKS and _CHECKS[key] is not fn:
+            raise ValueError(f"a check for config key '{key}' registered twice")
+        _CHECKS[key] = fn
+        return fn
+
+    return deco
+
+
+def config_checks() -> dict[str, Callable[[Any], Any]]:
+    """Config key -> the parser that checks its value, for every spec parser registered so far."""
+    return dict(_CHECKS)
+
+
 def load_entry_points(group: str) -> list[str]:
     """Import every module the entry points of ``group`` name; importing one registers what it adds.
 

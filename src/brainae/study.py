@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from brainae import __version__
+from brainae import __version__, load_checks
 from brainae.analyses import run_analyses
 from brainae.config import Config, build_config, to_dict
 from brainae.data.examples import pick_examples
@@ -73,6 +73,7 @@ def comparable(node: Any) -> Any:
 
 def study_configs(data: Optional[str], preset: str, config_file: Optional[str], overrides: list[str],
                   models=STUDY_MODELS, **flat) -> dict[str, Config]:
+    load_checks()
     cfgs = {m: build_config(m, preset=preset, config_file=config_file, overrides=overrides, data=data, **flat)
             for m in models}
     for m, c in cfgs.items():

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"brainae {__version__}")
         return 0
+    from brainae import load_checks
     from brainae.progress import NORMAL, QUIET, VERBOSE, set_verbosity
 
     parser = build_parser()
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     if args.quiet:
         args.no_progress = True  # the commands' own switch for bars, progress lines and sweeps' trial lines
+    load_checks()  # config checks of the spec parsers, so a bad --noise fails before any work
     previous = set_verbosity(QUIET if args.quiet else VERBOSE if args.verbose else NORMAL)
     try:
         args.func(args)

@@ -24,6 +24,7 @@ from PIL import Image
 from brainae.data.nifti_layout import Scan, choose_modalities, find_scans
 from brainae.data.types import RawItem
 from brainae.errors import BrainaeError, first_line
+from brainae.registry import register_check
 
 LOW_PCT, HIGH_PCT = 0.5, 99.5  # robust range: a few hot voxels must not squash the whole volume
 FOREGROUND = 0.1  # a voxel is foreground above this share of the volume's bright end over its background
@@ -197,6 +198,7 @@ def volume_from_slices(vol: Volume, axis: int, slices: dict[int, np.ndarray]) ->
 
 # ------------------------------------------------------------------------------------------- listing
 
+@register_check("data.slices")
 def parse_slices(text: str) -> tuple[Optional[float], Optional[float], bool]:
     """``--slices``: "" all | "A:B" slice indices | "0.6" the central share | "0.2:0.8" a share range.
 

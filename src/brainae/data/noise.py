@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from brainae.errors import BrainaeError
-from brainae.registry import get, load_entry_points, names, register
+from brainae.registry import get, load_entry_points, names, register, register_check
 
 Seed = Union[None, int, torch.Generator]
 SPEC_EXAMPLE = "e.g. gaussian:0.3, rician:0.1, salt_pepper:0.05, poisson:0.1 or gaussian:0.1,0.2,0.3"
@@ -173,6 +173,7 @@ def parse_noise_levels(spec: str) -> list[Noise]:
     return out
 
 
+@register_check("train.noise")
 def parse_noise(spec: str) -> Union[Noise, NoiseMix, NoiseRange]:
     """A callable ``(x, generator) -> noisy x`` for ``spec``; several levels or a range give per-image levels.
 

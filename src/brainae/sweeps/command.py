@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from brainae import load_checks
 from brainae.config import Config, build_config
 from brainae.errors import BrainaeError
 from brainae.sweeps.study import SweepOptions, check_options
@@ -30,6 +31,7 @@ def sweep_setup(model: str, out: str | Path, *, data: Optional[str] = None, pres
     """
     if epochs is not None and epochs < 1:  # 0 meant the default budget, -1 training without end
         raise BrainaeError(f"--epochs must be at least 1 (each trial's epoch budget); got {epochs}")
+    load_checks()
     cfg = build_config(model, preset=preset, config_file=config_file, overrides=overrides or [], data=data,
                        limit=limit, image_size=image_size, accelerator=accelerator)
     sp = space if isinstance(space, Space) else load_space(space, model)

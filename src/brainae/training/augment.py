@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from brainae.errors import BrainaeError
+from brainae.registry import register_check
 
 KINDS = ("flip", "affine", "intensity")
 MAX_ROTATION_DEG, SCALE, SHIFT = 10.0, (0.9, 1.1), 0.05
 GAMMA, CONTRAST = (0.8, 1.25), (0.9, 1.1)
 
 
+@register_check("train.augment")
 def parse_augment(spec: str) -> tuple[str, ...]:
     """``"flip,affine"`` -> ("flip", "affine"); "" -> (); "all" -> every kind."""
     parts = [p.strip() for p in (spec or "").split(",") if p.strip()]

@@ -37,7 +37,7 @@ from torchmetrics.functional.image import (
 
 from brainae.errors import BrainaeError
 from brainae.models.output import ModelOutput
-from brainae.registry import get, load_entry_points, names, register
+from brainae.registry import get, load_entry_points, names, register, register_check
 
 Loss = Callable[[ModelOutput, torch.Tensor], torch.Tensor]
 MIXED = "0.16*l1+0.84*ms_ssim"
@@ -101,6 +101,7 @@ def loss_names() -> list[str]:
     return names("loss")
 
 
+@register_check("train.loss")
 def parse_loss(spec: str) -> Optional[Loss]:
     """A loss for ``train.loss``; "" gives None (the model's own loss). Bad specs raise BrainaeError."""
     spec = (spec or "").strip().replace(" ", "")
