@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from brainae.config import build_config
 from brainae.data.load import load_data
-from brainae.models.ae import ConvAE, conv_kwargs
+from brainae.models import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
@@ -103,7 +103,7 @@ def worker_plain(args, cfg, ds, device) -> dict:
     train_images = ds.split("train").images
     x_all = torch.from_numpy(train_images[:, None].copy()).float().div_(255.0).to(device)
     torch.manual_seed(args.seed)
-    model = ConvAE(**conv_kwargs(cfg.model, cfg.data.image_size)).to(device)
+    model = build_network(cfg.model, cfg.data.image_size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     bs, n = cfg.train.batch_size, len(x_all)
     steps = n // bs if n % bs == 1 else -(-n // bs)  # as brainae: a last batch of one image is dropped
@@ -138,7 +138,7 @@ def worker_brainae(args, cfg, ds, device) -> dict:
     out = Path(tempfile.mkdtemp(prefix="brainae-throughput-")) / "ae"
     train(cfg, out, data=ds, callbacks=[windows])
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location=device, weights_only=True)["state_dict"]
-    model = ConvAE(**conv_kwargs(cfg.model, cfg.data.image_size)).to(device)
+    model = build_network(cfg.model, cfg.data.image_size).to(device)
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     config_precision = (out / "config.yaml").read_text().split("precision:")[1].split()[0].strip("'\"")
     return {"rates": windows.rates, "epoch_seconds": [r["seconds"] for r in read_history(out / "history.csv")],

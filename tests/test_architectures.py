@@ -264,8 +264,8 @@ def test_parameter_counts_match_a_count_by_hand():
     [
         (dict(name="resae", channels=[8, 16, 32], latent_dim=10), 64, "model.latent_dim"),
         (dict(name="resvae", channels=[8, 16, 32], latent_dim=10), 64, "model.latent_dim"),
-        (dict(name="resae"), 100, "image_size"),
-        (dict(name="unet", channels=[8, 16, 32]), 98, "image_size"),
+        (dict(name="resae"), 100, "data.image_size"),
+        (dict(name="unet", channels=[8, 16, 32]), 98, "data.image_size"),
         (dict(name="skipae", channels=[8, 16, 32], skips=[3]), 64, "model.skips"),
         (dict(name="skipae", channels=[8, 16, 32], skips=[-1]), 64, "model.skips"),
         (dict(name="resae", skips=[0]), 64, "model.skips"),

@@ -45,7 +45,7 @@ def test_the_network_does_what_its_registration_says(name):
     else:
         with pytest.raises(BrainaeError, match="model.skips"):
             build_model(with_skips, 32)
-    for key in list(spec.search) + list(spec.unused):
+    for key in list(spec.search) + [f"model.{a}" for a in spec.arg_names]:
         section, field = key.split(".")
         assert section == "model" and hasattr(cfg.model, field), key  # declared keys are config keys
 
@@ -61,3 +61,46 @@ def test_a_trained_model_round_trips_through_its_run_folder(tmp_path, name):
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x).recon, reference.eval()(x).recon)
+
+
+def test_networks_know_nothing_of_the_config():
+    """Model files hold plain networks, their argument dataclasses and builders: no brainae config, no
+    brainae errors. ``build_model`` (models/__init__.py) is where the config meets them."""
+    import ast
+    from pathlib import Path
+
+    import brainae.models
+
+    for path in Path(brainae.models.__file__).parent.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        assert not imported & {"brainae.config", "brainae.errors"}, path.name
+
+
+def test_each_model_reads_exactly_its_arguments():
+    """A model's arguments are the config keys it reads: a change to a key it does not take leaves the
+    network as it was, and its own complaint about an argument names the config key."""
+    from brainae.config import ModelConfig
+
+    net = build_model(ModelConfig(name="ae", channels=[8, 16], latent_dim=8), 16)
+    same = build_model(ModelConfig(name="ae", channels=[8, 16], latent_dim=8, blocks=3, beta=9.0), 16)
+    assert [p.shape for p in net.parameters()] == [p.shape for p in same.parameters()]
+    assert SPECS["unet"].arg_names.count("latent_dim") == 0 and SPECS["skipae"].takes_skips
+    with pytest.raises(BrainaeError, match=r"^config key 'model.kernel_size' must be odd"):
+        build_model(ModelConfig(name="vae", channels=[8, 16], latent_dim=8, kernel_size=2), 16)
+
+
+def test_a_registration_must_search_and_wrap_its_own_arguments():
+    from brainae.registry import register_model
+
+    @dataclasses.dataclass
+    class Args:
+        latent_dim: int = 8
+
+    with pytest.raises(ValueError, match="model.blocks"):
+        register_model("badsearch", args=Args, search={"model.blocks": [1, 2]})(lambda args, size: None)
+    with pytest.raises(ValueError, match="dataclass"):
+        register_model("notdataclass", args=dict)(lambda args, size: None)
+    assert "badsearch" not in SPECS and "notdataclass" not in [s.name for s in model_specs()]

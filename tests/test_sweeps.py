@@ -290,10 +290,18 @@ def test_wide_space_adds_the_keys_each_model_has(model):
 def test_a_model_registered_later_gets_the_searches_its_contract_declares(monkeypatch):
     """The registry, not a table in the sweeps, says what a model's wide space holds."""
     from brainae import registry
+    from dataclasses import dataclass
+
     from brainae.models.vae import build_vae
 
-    spec = registry.ModelSpec("laterae", build_vae, variational=True, search={"model.blocks": [1, 2, 3]},
-                              unused=("model.kernel_size",), source="a-plugin")
+    @dataclass
+    class LaterArgs:  # no kernel_size: never searched for it
+        latent_dim: int = 16
+        blocks: int = 1
+        beta: float = 1.0
+
+    spec = registry.ModelSpec("laterae", build_vae, LaterArgs, variational=True, search={"model.blocks": [1, 2, 3]},
+                              source="a-plugin")
     monkeypatch.setitem(registry._MODELS, "laterae", spec)
     keys = load_space("wide", "laterae").keys()
     assert "model.beta" in keys and "model.blocks" in keys  # variational: its KL weight is searched too

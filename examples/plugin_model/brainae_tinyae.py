@@ -6,15 +6,19 @@ report, ``export``. Nothing in brainae changes: the package's entry point (pypro
 ``brainae.models``) names this module, and importing it registers the model with its contract.
 
 A model is a plain ``nn.Module`` whose forward returns a ``ModelOutput`` and whose ``loss`` returns a
-dict with ``loss`` and ``mse``; its builder turns brainae's model config into keyword arguments.
+dict with ``loss`` and ``mse``; a dataclass of the keyword arguments its builder takes, each named as
+the config key it comes from (``latent_dim`` is ``model.latent_dim``); and the builder. The network
+checks its own arguments with ValueErrors that start with the argument's name, which brainae reports
+as an error in that config key.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainae.errors import BrainaeError
 from brainae.models.blocks import down_block, up_block
 from brainae.models.output import ModelOutput
 from brainae.registry import register_model
@@ -31,7 +35,7 @@ class TinyAE(nn.Module):
                                        for a, b in zip(widths[:-1], widths[1:])])
         self.side = image_size // stride ** len(channels)
         if self.side < 1:
-            raise BrainaeError(f"tinyae: {len(channels)} levels of stride {stride} shrink {image_size} px below one pixel")
+            raise ValueError(f"channels: {len(channels)} levels of stride {stride} shrink {image_size} px below one pixel")
         self.to_code = nn.Linear(channels[-1], latent_dim)
         self.from_code = nn.Linear(latent_dim, channels[-1] * self.side ** 2)
         ups = [up_block(a, b, stride, norm, activation) for a, b in zip(widths[:0:-1], widths[-2:0:-1])]
@@ -49,10 +53,21 @@ class TinyAE(nn.Module):
         return {"loss": recon_loss(out, target) if recon_loss is not None else mse, "mse": mse}
 
 
-@register_model("tinyae", search={"model.latent_dim": [8, 16, 32]}, source="brainae-tinyae")
-def build_tinyae(cfg, image_size: int) -> TinyAE:
+@dataclass
+class TinyArgs:
+    """What tinyae reads from the config's model section."""
+
+    in_channels: int = 1
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32])
+    latent_dim: int = 32
+    kernel_size: int = 3
+    stride: int = 2
+    activation: str = "leaky_relu"
+    norm: str = "batch"
+
+
+@register_model("tinyae", args=TinyArgs, search={"model.latent_dim": [8, 16, 32]}, source="brainae-tinyae")
+def build_tinyae(args: TinyArgs, image_size: int) -> TinyAE:
     """A small conv AE with a pooled code, from the example plugin package (examples/plugin_model)."""
-    if cfg.skips:
-        raise BrainaeError("config key 'model.skips' does not apply to tinyae (no skip connections); clear it")
-    return TinyAE(image_size, cfg.in_channels, tuple(cfg.channels), cfg.latent_dim, cfg.kernel_size, cfg.stride,
-                  cfg.activation, cfg.norm)
+    return TinyAE(image_size, args.in_channels, tuple(args.channels), args.latent_dim, args.kernel_size, args.stride,
+                  args.activation, args.norm)

@@ -3,18 +3,22 @@
 ``register(kind, name)`` puts a function in a table by name (noises, losses, denoisers). Models get
 more: the registry is the one place that knows models by name.
 
-A model is one file: a plain ``nn.Module`` and a builder decorated with ``@register_model(name, ...)``,
-which also states what the rest of brainae must know about it: whether it is variational, whether it
-takes ``model.skips``, which of its own keys ``--space wide`` searches and which config keys it does not
-read. Sweeps, the study, the CLI and the tests ask the registry; nothing else keeps a list of models.
-Built-in models are registered when ``brainae.models`` is imported; other packages add theirs through
-the ``brainae.models`` entry-point group (``examples/plugin_model``), and noises, losses and classical
-denoisers through ``brainae.noises``, ``brainae.losses`` and ``brainae.denoisers`` (``load_entry_points``).
+A model is one file: a plain ``nn.Module``, a dataclass of the keyword arguments its builder takes
+(typed, with defaults: the model's own config) and a builder decorated with
+``@register_model(name, args=..., ...)``, which also states what the rest of brainae must know about
+it: whether it is variational and which of its own keys ``--space wide`` searches. What it reads
+from the config's ``model`` section is its arguments' field names: it takes ``model.skips`` when its
+arguments have ``skips``, and sweeps never search a key it does not take. Sweeps, the study, the CLI
+and the tests ask the registry; nothing else keeps a list of models. Built-in models are registered
+when ``brainae.models`` is imported (``brainae.models.build_model`` turns a config into a network);
+other packages add theirs through the ``brainae.models`` entry-point group (``examples/plugin_model``),
+and noises, losses and classical denoisers through ``brainae.noises``, ``brainae.losses`` and
+``brainae.denoisers`` (``load_entry_points``).
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -25,31 +29,39 @@ from brainae.errors import BrainaeError
 class ModelSpec:
     """What a registered model is and does.
 
-    build: ``(ModelConfig, image_size) -> nn.Module`` whose forward returns a ``ModelOutput`` and whose
-        ``loss(out, target, recon_loss)`` returns a dict with ``loss`` (and ``mse``).
+    build: ``(args, image_size) -> nn.Module`` whose forward returns a ``ModelOutput`` and whose
+        ``loss(out, target, recon_loss)`` returns a dict with ``loss`` (and ``mse``). A wrapper's
+        builder is ``(args, network) -> nn.Module``: it gets the model it wraps already built.
+    args: the dataclass of the builder's keyword arguments; each field is a key of the config's
+        ``model`` section (``latent_dim`` is ``model.latent_dim``) and is all the model reads of it.
     variational: it encodes a distribution and samples its code (``encode_dist``): trained with a KL
         term weighted by ``model.beta``, which ``--space wide`` searches for every such model.
-    takes_skips: it reads ``model.skips`` (encoder levels that bypass the bottleneck).
     search: its own keys for ``--space wide``: a list of choices, or a mapping such as
         ``{"type": "float", "low": 0.1, "high": 4.0, "log": True}`` (the space-file format).
-    unused: config keys it does not read; sweeps never search them (they would retrain one network
-        under different names).
-    wraps: the config key naming another model it builds and trains differently (``dae``:
-        ``model.backbone``); a configured model then has that model's capabilities (``resolve``).
+    wraps: the argument naming another model it builds and trains differently (``dae``:
+        ``backbone``); a configured model then has that model's capabilities (``resolve``).
     """
 
     name: str
     build: Callable
+    args: type
     variational: bool = False
-    takes_skips: bool = False
     search: dict[str, Any] = field(default_factory=dict)
-    unused: tuple[str, ...] = ()
     wraps: str = ""
     source: str = "brainae"  # the package that registered it (a plugin's distribution name)
 
     @property
     def summary(self) -> str:
         return (self.build.__doc__ or "").strip().splitlines()[0] if self.build.__doc__ else ""
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.args))
+
+    @property
+    def takes_skips(self) -> bool:
+        """It reads ``model.skips`` (encoder levels that bypass the bottleneck)."""
+        return "skips" in self.arg_names
 
 
 _REGISTRIES: dict[str, dict[str, Callable]] = {}
@@ -82,15 +94,19 @@ def names(kind: str) -> list[str]:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, variational: bool = False, takes_skips: bool = False,
-                   search: dict[str, Any] | None = None, unused: tuple[str, ...] = (), wraps: str = "",
-                   source: str = "brainae") -> Callable[[Callable], Callable]:
+def register_model(name: str, *, args: type, variational: bool = False, search: dict[str, Any] | None = None,
+                   wraps: str = "", source: str = "brainae") -> Callable[[Callable], Callable]:
     """Decorator: register ``fn`` as the builder of model ``name`` with its contract (``ModelSpec``)."""
     def deco(fn: Callable) -> Callable:
         if name in _MODELS:
             raise ValueError(f"model '{name}' registered twice ({_MODELS[name].source} and {source})")
-        _MODELS[name] = ModelSpec(name, fn, variational, takes_skips, dict(search or {}), tuple(unused), wraps,
-                                  source)
+        if not is_dataclass(args):
+            raise ValueError(f"model '{name}': args must be a dataclass of the builder's keyword arguments")
+        spec = ModelSpec(name, fn, args, variational, dict(search or {}), wraps, source)
+        stray = [k for k in spec.search if k.split(".", 1)[-1] not in spec.arg_names]
+        if stray or (wraps and wraps not in spec.arg_names):
+            raise ValueError(f"model '{name}' searches or wraps keys its args do not have: {stray or wraps}")
+        _MODELS[name] = spec
         return fn
 
     return deco
@@ -101,9 +117,9 @@ def resolve(model_cfg) -> ModelSpec:
     spec, seen = model_spec(model_cfg.name), set()
     while spec.wraps:
         seen.add(spec.name)
-        inner = getattr(model_cfg, spec.wraps.split(".", 1)[1])
+        inner = getattr(model_cfg, spec.wraps)
         if inner in seen:
-            raise BrainaeError(f"config key '{spec.wraps}' must name another model (e.g. ae or vae), not {inner}")
+            raise BrainaeError(f"config key 'model.{spec.wraps}' must name another model (e.g. ae or vae), not {inner}")
         spec = model_spec(inner)
     return spec
 

@@ -20,7 +20,7 @@ from brainae.data.types import require_one_channel
 from brainae.errors import BrainaeError
 from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
-from brainae.registry import resolve
+from brainae.models import clear_untaken_structure
 from brainae.report.build import write_report
 from brainae.training.callbacks import read_history
 from brainae.training.run import load_run
@@ -76,9 +76,8 @@ def study_configs(data: Optional[str], preset: str, config_file: Optional[str], 
     load_checks()
     cfgs = {m: build_config(m, preset=preset, config_file=config_file, overrides=overrides, data=data, **flat)
             for m in models}
-    for m, c in cfgs.items():
-        if c.model.skips and not resolve(c.model).takes_skips:
-            c.model.skips = []  # --skips is meant for the models with skip connections among those compared
+    for c in cfgs.values():
+        clear_untaken_structure(c.model)  # --skips / --bottleneck are meant for the models among those compared that take them
     first = next(iter(cfgs.values())).data
     for m, c in cfgs.items():
         if c.data != first:

@@ -166,6 +166,8 @@ def cmd_models(args: argparse.Namespace) -> None:
         traits = [t for t, on in (("variational", spec.variational), ("skips", spec.takes_skips)) if on]
         traits += [f"plugin: {spec.source}"] if spec.source != "brainae" else []
         print(f"{spec.name:<8} {spec.summary}" + (f" [{', '.join(traits)}]" if traits else ""))
+        wrapped = f" and the keys of the model model.{spec.wraps} names" if spec.wraps else ""
+        print(f"{'':<8} reads model.{{{','.join(spec.arg_names)}}}{wrapped}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

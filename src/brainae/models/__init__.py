@@ -1,15 +1,84 @@
 """Networks (plain nn.Modules). Importing this package registers every model variant: the built-in
-ones, then those of installed plugins (the ``brainae.models`` entry-point group)."""
+ones, then those of installed plugins (the ``brainae.models`` entry-point group).
+
+``build_model`` is where brainae's config meets a network: it picks the keys a model's ``args``
+dataclass declares out of the config's ``model`` section, builds the network, and turns a network's
+own complaint about an argument into a one-line error naming the config key.
+"""
+import dataclasses
+from typing import Any
+
 import torch
 
+from brainae.config import ModelConfig
+from brainae.errors import BrainaeError
 from brainae.models import ae, vae  # noqa: F401  (registration side effect)
 from brainae.models import dae  # noqa: F401
 from brainae.models import resae, skipae, unet  # noqa: F401
-from brainae.models.residual import residual_output
-from brainae.registry import load_entry_points, model_spec, names
+from brainae.models.residual import ResidualOutput
+from brainae.registry import ModelSpec, load_entry_points, model_spec, model_specs, names, resolve
+
+# Keys that choose a network's structure. A model that does not take one refuses a value other than
+# the default, rather than quietly train a different network than the one asked for; other keys a
+# model does not take (a VAE's beta given to an AE in a study) are not read.
+STRUCTURE_KEYS = ("skips", "bottleneck")
 
 
-def build_model(cfg, image_size: int):
+def model_arguments(cfg: ModelConfig, spec: ModelSpec) -> Any:
+    """``spec.args`` filled from the config's model section; a structure key it does not take is refused."""
+    taken = spec.arg_names
+    default = ModelConfig()
+    for key in STRUCTURE_KEYS:
+        if key not in taken and not spec.wraps and getattr(cfg, key) != getattr(default, key):
+            takers = [s.name for s in model_specs() if key in s.arg_names]
+            raise BrainaeError(f"config key 'model.{key}' does not apply to {spec.name}; clear it, or choose a "
+                               f"model that takes it ({', '.join(takers) or 'none'})")
+    return spec.args(**{k: _copy(getattr(cfg, k)) for k in taken})
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value  # the network must not share the config's lists
+
+
+def _config_error(error: ValueError, spec: ModelSpec) -> BrainaeError:
+    """A network's ValueError, whose message starts with the argument it concerns, as a config-key error."""
+    message = str(error)
+    word = message.split(" ", 1)[0].rstrip(":")
+    if word == "image_size":
+        return BrainaeError(f"config key 'data.image_size'{message[len(word):]}")
+    if word in spec.arg_names:
+        return BrainaeError(f"config key 'model.{word}'{message[len(word):]}")
+    return BrainaeError(f"model {spec.name}: {message}")
+
+
+def build_network(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
+    """The registered model ``cfg.name``, built from the keys its ``args`` declare."""
+    spec = model_spec(cfg.name)
+    args = model_arguments(cfg, spec)
+    if spec.wraps:
+        inner = getattr(args, spec.wraps)
+        if inner == spec.name:
+            raise BrainaeError(f"config key 'model.{spec.wraps}' must name another model (e.g. ae or vae), not {inner}")
+        return spec.build(args, build_network(dataclasses.replace(cfg, name=inner), image_size))
+    try:
+        return spec.build(args, image_size)
+    except BrainaeError:
+        raise
+    except ValueError as e:  # a network's own check of its arguments
+        raise _config_error(e, spec) from None
+
+
+def residual_output(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:
+    """``model`` wrapped by :class:`ResidualOutput` when ``cfg.residual_output`` is set, else ``model``."""
+    if cfg.residual_output and resolve(cfg).variational:
+        raise BrainaeError(
+            "config key 'model.residual_output' cannot wrap a variational model (its output is sampled, "
+            "not a noise estimate); set it false or use a non-variational model such as resae or unet"
+        )
+    return ResidualOutput(model) if cfg.residual_output else model
+
+
+def build_model(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
     """Build the registered model ``cfg.name`` for square images of ``image_size`` pixels.
 
     With ``cfg.residual_output`` the network's output is read as noise and subtracted from the input
@@ -21,8 +90,17 @@ def build_model(cfg, image_size: int):
     its linear layers, 1.2x (``benchmarks/train_real.py``). The values are the same (tested); only
     the memory order differs.
     """
-    model = residual_output(model_spec(cfg.name).build(cfg, image_size), cfg)
+    model = residual_output(build_network(cfg, image_size), cfg)
     return model.to(memory_format=torch.channels_last)
+
+
+def clear_untaken_structure(cfg: ModelConfig) -> None:
+    """Reset the structure keys ``cfg``'s model does not take: a study applies ``--skips`` or
+    ``--bottleneck`` to the models among those compared that take them."""
+    taken = resolve(cfg).arg_names
+    for key in STRUCTURE_KEYS:
+        if key not in taken:
+            setattr(cfg, key, getattr(ModelConfig(), key))
 
 
 def model_names() -> list[str]:

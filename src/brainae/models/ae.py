@@ -1,14 +1,13 @@
 """The study's plain autoencoder: conv encoder -> latent vector -> transposed-conv decoder, MSE loss."""
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
 from brainae.models.blocks import down_block, up_block
 from brainae.models.output import ModelOutput
 from brainae.registry import register_model
@@ -42,13 +41,7 @@ class ConvAE(nn.Module):
     ) -> None:
         super().__init__()
         depth = len(channels)
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise BrainaeError(f"config key 'model.kernel_size' must be odd (3, 5, 7), got {kernel_size}")
-        if stride < 1 or image_size % (stride ** depth):
-            raise BrainaeError(
-                f"data.image_size {image_size} must be divisible by model.stride**depth = {stride}**{depth}; "
-                f"change the image size, the stride or the number of model.channels"
-            )
+        check_conv_geometry(image_size, kernel_size, stride, depth)
         self.image_size, self.in_channels, self.latent_dim = image_size, in_channels, latent_dim
         self.feature_size = image_size // stride ** depth  # 4 at 128 px with the study's 5 layers
         self.feature_channels = channels[-1]
@@ -99,18 +92,38 @@ class ConvAE(nn.Module):
         return {"loss": recon_loss(out, target), "mse": mse}
 
 
-def conv_kwargs(cfg: ModelConfig, image_size: int) -> dict:
-    if cfg.skips:
-        raise BrainaeError(f"config key 'model.skips' does not apply to {cfg.name} (no skip connections); "
-                           "use --model skipae or clear model.skips")
-    return dict(
-        image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
-        latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size, stride=cfg.stride,
-        activation=cfg.activation, norm=cfg.norm,
-    )
+def check_conv_geometry(image_size: int, kernel_size: int, stride: int, downsamplings: int) -> None:
+    """ValueError, naming the argument, when the kernel has no centre or the image cannot be halved
+    ``downsamplings`` times."""
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (3, 5, 7), got {kernel_size}")
+    if stride < 1 or image_size % (stride ** downsamplings):
+        raise ValueError(
+            f"image_size must be divisible by stride**{downsamplings} = {stride}**{downsamplings}, got {image_size}; "
+            f"change the image size, the stride or the number of channels"
+        )
 
 
-@register_model("ae")
-def build_ae(cfg: ModelConfig, image_size: int) -> ConvAE:
+@dataclass
+class LayerArgs:
+    """The layer settings every conv network here takes (config keys ``model.<field>``)."""
+
+    in_channels: int = 1
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256, 512])
+    kernel_size: int = 3
+    stride: int = 2
+    activation: str = "leaky_relu"
+    norm: str = "batch"
+
+
+@dataclass
+class ConvArgs(LayerArgs):
+    """The study's AE: its layers and the size of its code."""
+
+    latent_dim: int = 512
+
+
+@register_model("ae", args=ConvArgs)
+def build_ae(args: ConvArgs, image_size: int) -> ConvAE:
     """The study's autoencoder (5 conv + BatchNorm + LeakyReLU, latent vector, 5 transposed convs)."""
-    return ConvAE(**conv_kwargs(cfg, image_size))
+    return ConvAE(image_size=image_size, **asdict(args))

@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainae.errors import BrainaeError
 
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.01),  # the study's slope
@@ -20,7 +19,7 @@ NORMS = ("batch", "group", "instance", "none")
 
 def activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise BrainaeError(f"config key 'model.activation': unknown '{name}' (choose from {', '.join(ACTIVATIONS)})")
+        raise ValueError(f"activation: unknown '{name}' (choose from {', '.join(ACTIVATIONS)})")
     return ACTIVATIONS[name]()
 
 
@@ -33,7 +32,7 @@ def norm(name: str, channels: int) -> nn.Module:
         return nn.InstanceNorm2d(channels, affine=True)
     if name == "none":
         return nn.Identity()
-    raise BrainaeError(f"config key 'model.norm': unknown '{name}' (choose from {', '.join(NORMS)})")
+    raise ValueError(f"norm: unknown '{name}' (choose from {', '.join(NORMS)})")
 
 
 def down_block(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, act: str) -> nn.Sequential:

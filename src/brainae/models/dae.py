@@ -9,20 +9,24 @@ image. ``--model dae`` only sets that noise's default; any model can be trained 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn as nn
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
-from brainae.registry import get, register_model
+from brainae.registry import register_model
 
 DEFAULT_NOISE = "gaussian:0.3"  # the study's fourth aim
 
 
-@register_model("dae", wraps="model.backbone")
-def build_dae(cfg: ModelConfig, image_size: int) -> nn.Module:
+@dataclass
+class DAEArgs:
+    """The registered model to train as a denoiser; its own keys configure it."""
+
+    backbone: str = "ae"
+
+
+@register_model("dae", args=DAEArgs, wraps="backbone")
+def build_dae(args: DAEArgs, net: nn.Module) -> nn.Module:
     """Denoising AE: model.backbone (default ae) trained on noisy inputs (train.noise, default gaussian:0.3)."""
-    if cfg.backbone == "dae":
-        raise BrainaeError("config key 'model.backbone' must name another model (e.g. ae or vae), not dae")
-    net = get("model", cfg.backbone)(cfg, image_size)
     net.default_noise = DEFAULT_NOISE
     return net

@@ -11,17 +11,16 @@ The residual block, the upsampling conv and the level builders here are shared b
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
-from brainae.models.ae import ConvAE
+from brainae.models.ae import ConvAE, ConvArgs, check_conv_geometry
 from brainae.models.blocks import ResBlock, UpConv, activation, norm
 from brainae.models.output import ModelOutput
-from brainae.models.vae import Variational
+from brainae.models.vae import Variational, VariationalArgs, variational_kwargs
 from brainae.registry import register_model
 
 BOTTLENECKS = ("spatial", "dense")
@@ -52,16 +51,10 @@ def up_level(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, ac
 
 
 def check_geometry(image_size: int, kernel_size: int, stride: int, downsamplings: int, blocks: int) -> None:
-    """Raise BrainaeError, naming the config key, when the image cannot pass the network."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise BrainaeError(f"config key 'model.kernel_size' must be odd (3, 5, 7), got {kernel_size}")
+    """ValueError, naming the argument, when the image cannot pass the network."""
+    check_conv_geometry(image_size, kernel_size, stride, downsamplings)
     if blocks < 1:
-        raise BrainaeError(f"config key 'model.blocks' must be at least 1, got {blocks}")
-    if stride < 1 or image_size % (stride ** downsamplings):
-        raise BrainaeError(
-            f"data.image_size {image_size} must be divisible by model.stride**{downsamplings} = "
-            f"{stride}**{downsamplings}; change the image size, the stride or the number of model.channels"
-        )
+        raise ValueError(f"blocks must be at least 1, got {blocks}")
 
 
 class ResAE(nn.Module):
@@ -99,11 +92,11 @@ class ResAE(nn.Module):
         depth = len(channels)
         check_geometry(image_size, kernel_size, stride, depth, blocks)
         if bottleneck not in BOTTLENECKS:
-            raise BrainaeError(f"config key 'model.bottleneck' must be auto, dense or spatial, got '{bottleneck}'")
+            raise ValueError(f"bottleneck must be auto, dense or spatial, got '{bottleneck}'")
         f = image_size // stride ** depth
         if bottleneck == "spatial" and latent_dim % (f * f):
-            raise BrainaeError(
-                f"config key 'model.latent_dim' {latent_dim} must be divisible by {f * f} for model.bottleneck "
+            raise ValueError(
+                f"latent_dim {latent_dim} must be divisible by {f * f} for bottleneck "
                 f"spatial (the deepest map is {f}x{f} at {image_size} px); use a multiple of {f * f} or bottleneck dense"
             )
         self.image_size, self.in_channels, self.latent_dim = image_size, in_channels, latent_dim
@@ -196,30 +189,34 @@ class ResVAE(Variational, ResAE):
         return mu, logvar.clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
 
 
-def res_kwargs(cfg: ModelConfig, image_size: int, default_bottleneck: str = "spatial") -> dict:
-    """ResAE keyword arguments from the config; ``bottleneck: auto`` becomes ``default_bottleneck``."""
-    return dict(
-        image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
-        latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size, stride=cfg.stride,
-        activation=cfg.activation, norm=cfg.norm, blocks=cfg.blocks,
-        bottleneck=default_bottleneck if cfg.bottleneck == "auto" else cfg.bottleneck,
-    )
+@dataclass
+class ResArgs(ConvArgs):
+    """resae: the AE's layers and code, residual blocks per level, and the bottleneck's form."""
+
+    blocks: int = 1
+    bottleneck: str = "auto"  # dense | spatial | auto: the model's choice (spatial here)
 
 
-def no_skips(cfg: ModelConfig) -> None:
-    if cfg.skips:
-        raise BrainaeError("config key 'model.skips' applies to skipae only; use --model skipae or clear model.skips")
+def res_kwargs(args: ResArgs, default_bottleneck: str = "spatial") -> dict:
+    """The network's keyword arguments; ``bottleneck: auto`` becomes ``default_bottleneck``."""
+    kwargs = asdict(args)
+    if kwargs["bottleneck"] == "auto":
+        kwargs["bottleneck"] = default_bottleneck
+    return kwargs
 
 
-@register_model("resae", search={"model.blocks": [1, 2], "model.bottleneck": ["dense", "spatial"]})
-def build_resae(cfg: ModelConfig, image_size: int) -> ResAE:
+@dataclass
+class ResVAEArgs(VariationalArgs, ResArgs):
+    """resvae: resae's settings and the variational ones."""
+
+
+@register_model("resae", args=ResArgs, search={"model.blocks": [1, 2], "model.bottleneck": ["dense", "spatial"]})
+def build_resae(args: ResArgs, image_size: int) -> ResAE:
     """Residual AE: residual blocks, upsample+conv decoder, spatial (or dense) bottleneck of latent_dim."""
-    no_skips(cfg)
-    return ResAE(**res_kwargs(cfg, image_size))
+    return ResAE(image_size=image_size, **res_kwargs(args))
 
 
-@register_model("resvae", variational=True, search={"model.blocks": [1, 2]})
-def build_resvae(cfg: ModelConfig, image_size: int) -> ResVAE:
+@register_model("resvae", args=ResVAEArgs, variational=True, search={"model.blocks": [1, 2]})
+def build_resvae(args: ResVAEArgs, image_size: int) -> ResVAE:
     """Residual VAE: the resae backbone with mu/log-variance heads, BCE + beta * KL, samples from N(0, I)."""
-    no_skips(cfg)
-    return ResVAE(beta=cfg.beta, reduction=cfg.vae_reduction, likelihood=cfg.likelihood, **res_kwargs(cfg, image_size))
+    return ResVAE(image_size=image_size, **variational_kwargs(res_kwargs(args)))

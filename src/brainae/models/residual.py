@@ -12,11 +12,8 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
 from brainae.models.ae import Recon
 from brainae.models.output import ModelOutput
-from brainae.registry import resolve
 
 LOGIT_EPS = 1e-6  # logits of the output are taken at [eps, 1 - eps] so BCE stays finite
 
@@ -69,13 +66,3 @@ class ResidualOutput(nn.Module):
             if net is None:
                 raise
             return getattr(net, name)
-
-
-def residual_output(model: nn.Module, cfg: ModelConfig) -> nn.Module:
-    """``model`` wrapped by :class:`ResidualOutput` when ``cfg.residual_output`` is set, else ``model``."""
-    if cfg.residual_output and resolve(cfg).variational:
-        raise BrainaeError(
-            "config key 'model.residual_output' cannot wrap a variational model (its output is sampled, "
-            "not a noise estimate); set it false or use a non-variational model such as resae or unet"
-        )
-    return ResidualOutput(model) if cfg.residual_output else model

@@ -13,14 +13,13 @@ that care.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
 from brainae.models.output import ModelOutput
-from brainae.models.resae import ResAE, res_kwargs
+from brainae.models.resae import ResAE, ResArgs, res_kwargs
 from brainae.registry import register_model
 
 
@@ -42,9 +41,9 @@ class SkipAE(ResAE):
         depth = len(self.encoder)
         bad = [s for s in skips if not 0 <= s < depth]
         if bad:
-            raise BrainaeError(
-                f"config key 'model.skips' has levels {bad} outside 0..{depth - 1} "
-                f"(one level per model.channels entry, 0 = finest); remove them"
+            raise ValueError(
+                f"skips has levels {bad} outside 0..{depth - 1} "
+                f"(one level per channels entry, 0 = finest); remove them"
             )
         self.skips = tuple(sorted(set(skips)))
         self.bypasses_bottleneck = bool(self.skips)
@@ -56,8 +55,15 @@ class SkipAE(ResAE):
         return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
 
 
-@register_model("skipae", takes_skips=True, search={
+@dataclass
+class SkipArgs(ResArgs):
+    """skipae: resae's settings and the encoder levels whose features bypass the bottleneck."""
+
+    skips: list[int] = field(default_factory=list)
+
+
+@register_model("skipae", args=SkipArgs, search={
     "model.blocks": [1, 2], "model.skips": [[], [0], [0, 1]], "model.bottleneck": ["dense", "spatial"]})
-def build_skipae(cfg: ModelConfig, image_size: int) -> SkipAE:
+def build_skipae(args: SkipArgs, image_size: int) -> SkipAE:
     """Residual AE with skips from the encoder levels in model.skips (added; [] = a pure bottleneck AE)."""
-    return SkipAE(skips=tuple(cfg.skips), **res_kwargs(cfg, image_size))
+    return SkipAE(image_size=image_size, **res_kwargs(args))

@@ -9,14 +9,13 @@ the latent views, which look for those methods, leave it out.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from brainae.config import ModelConfig
-from brainae.errors import BrainaeError
-from brainae.models.ae import ConvAE
+from brainae.models.ae import ConvAE, LayerArgs
 from brainae.models.blocks import ResBlock, UpConv, activation, norm
 from brainae.models.output import ModelOutput
 from brainae.models.resae import check_geometry, down_level
@@ -100,15 +99,15 @@ class UNet(nn.Module):
     loss = ConvAE.loss  # MSE per pixel, or train.loss
 
 
-@register_model("unet", search={"model.blocks": [1, 2]},
-                # its "latent" is its deepest map, set by model.channels
-                unused=("model.latent_dim",))
-def build_unet(cfg: ModelConfig, image_size: int) -> UNet:
+@dataclass
+class UNetArgs(LayerArgs):
+    """unet: the layers and residual blocks per level; no code size (its "latent" is its deepest map,
+    set by the channels) and no bottleneck or skips to choose (it skips at every level)."""
+
+    blocks: int = 1
+
+
+@register_model("unet", args=UNetArgs, search={"model.blocks": [1, 2]})
+def build_unet(args: UNetArgs, image_size: int) -> UNet:
     """U-Net denoiser: skips at every level, no bottleneck (it can copy its input; not for anomalies)."""
-    if cfg.skips:
-        raise BrainaeError("config key 'model.skips' does not apply to unet (it skips at every level); clear it")
-    if cfg.bottleneck != "auto":
-        raise BrainaeError("config key 'model.bottleneck' does not apply to unet (it has none); leave it auto")
-    return UNet(image_size=image_size, in_channels=cfg.in_channels, channels=tuple(cfg.channels),
-                kernel_size=cfg.kernel_size, stride=cfg.stride, activation=cfg.activation,
-                norm=cfg.norm, blocks=cfg.blocks)
+    return UNet(image_size=image_size, **asdict(args))

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainae.config import ModelConfig
-from brainae.models.ae import ConvAE, Recon, conv_kwargs
+from brainae.models.ae import ConvAE, ConvArgs, Recon
 from brainae.models.output import ModelOutput
 from brainae.models.prior import MixturePrior
 from brainae.registry import register_model
@@ -105,7 +105,29 @@ def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str
     return {"loss": loss, name: recon / pixels, "kl": kl, "mse": mse}
 
 
-@register_model("vae", variational=True)
-def build_vae(cfg: ModelConfig, image_size: int) -> ConvVAE:
+@dataclass
+class VariationalArgs:
+    """What every variational model takes besides its layers (config keys ``model.<field>``)."""
+
+    beta: float = 1.0  # weight of the KL term
+    vae_reduction: str = "sum"  # sum: BCE + KL summed over pixels (the study) | mean: per pixel
+    likelihood: str = "bernoulli"  # bernoulli (BCE, the study) | gaussian (variance fitted per batch)
+
+
+def variational_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A variational model's arguments as its network's keyword arguments (``Variational`` calls
+    ``vae_reduction`` ``reduction``)."""
+    kwargs = dict(kwargs)
+    kwargs["reduction"] = kwargs.pop("vae_reduction")
+    return kwargs
+
+
+@dataclass
+class VAEArgs(VariationalArgs, ConvArgs):
+    """The study's VAE: the AE's layers and code, and the variational settings."""
+
+
+@register_model("vae", args=VAEArgs, variational=True)
+def build_vae(args: VAEArgs, image_size: int) -> ConvVAE:
     """The study's VAE (same backbone, mu/log-variance heads, BCE + KL)."""
-    return ConvVAE(beta=cfg.beta, reduction=cfg.vae_reduction, likelihood=cfg.likelihood, **conv_kwargs(cfg, image_size))
+    return ConvVAE(image_size=image_size, **variational_kwargs(asdict(args)))

@@ -134,15 +134,30 @@ def model_params(model: str) -> list[Param]:
     return params
 
 
+# model keys every model reads through build_model, whatever its own arguments
+BUILD_KEYS = ("model.name", "model.residual_output")
+
+
+def takes(model: str, key: str) -> bool:
+    """Whether registered model ``model`` reads ``key``: train.* and data.* keys always, model.* keys
+    when its arguments have them (depth and base width set its channels). A wrapper (``dae``) reads
+    what the model it wraps reads, which only its config names, so it is taken to read every key."""
+    spec = model_spec(model)
+    if not key.startswith("model.") or key in BUILD_KEYS or spec.wraps:
+        return True
+    name = "channels" if key in DERIVED else key.split(".", 1)[1]
+    return name in spec.arg_names
+
+
 def for_model(space: Space, model: str) -> Space:
-    """``space`` without the keys ``model`` does not read (its ``ModelSpec.unused``).
+    """``space`` without the keys ``model`` does not read: searching one would retrain one network
+    under different names.
 
     Example:
         >>> [p.key for p in for_model(seed_space(), "unet").params]
         ['train.lr', 'train.batch_size']
     """
-    unused = model_spec(model).unused
-    return dataclasses.replace(space, params=[p for p in space.params if p.key not in unused])
+    return dataclasses.replace(space, params=[p for p in space.params if takes(model, p.key)])
 
 
 def wide_space(model: str) -> Space:
