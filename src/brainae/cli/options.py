@@ -96,6 +96,36 @@ DATA_HELP = (
 )
 
 
+RUN_DIR_HELP = "a run folder (the --out of 'brainae train')"
+RUN_DATA_HELP = ("test images from another dataset (the run's preprocessing is applied; default: the run's own "
+                 "test split)")
+CONFIG_HELP = "YAML file with model/data/train sections, applied after the preset (default: none)"
+
+# The options several commands declare: (argparse names, keywords). A command adds one with
+# ``add_common(p, name, **changes)``, changing only what differs for it (help, metavar, required).
+COMMON: dict[str, tuple[tuple[str, ...], dict]] = {
+    "run_dir": (("run_dir",), dict(metavar="RUN_DIR", help=RUN_DIR_HELP)),
+    "data": (("--data",), dict(metavar="SPEC", help=DATA_HELP)),
+    "out": (("--out",), dict(required=True, metavar="DIR", type=_out_dir, help="output folder")),
+    "no_progress": (("--no-progress",), dict(action="store_true", help=NO_PROGRESS_HELP)),
+    "model": (("--model",), dict(default="ae", help="registered model (see 'brainae models')")),
+    "config": (("--config",), dict(metavar="FILE.yaml", help=CONFIG_HELP)),
+    "set": (("--set",), dict(dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore; "
+                                  "'brainae config show' prints them all")),
+}
+
+
+def add_common(p, name: str, **changes) -> None:
+    """Add the shared option ``name`` (a row of ``COMMON``) to ``p``, with ``changes`` to its keywords."""
+    names, keywords = COMMON[name]
+    if name == "model":  # the registered names, read when a parser is built (plugins included)
+        from brainae.models import model_names
+
+        keywords = {**keywords, "choices": model_names()}
+    p.add_argument(*names, **{**keywords, **changes})
+
+
 @functools.lru_cache(maxsize=None)  # help texts quote presets dozens of times per parser
 def _preset(name: str, key: str, model: str = "ae"):
     """A value of a preset file (e.g. ``_preset("quick", "train.epochs")``), or the config default, for help texts."""
@@ -146,20 +176,17 @@ def _config_args(p: argparse.ArgumentParser, default_preset: str, run: bool = Tr
     """The flags that resolve a config (train, study, config show); run: also those of a command that trains."""
     from brainae.config import preset_names
 
-    p.add_argument("--data", metavar="SPEC", help=DATA_HELP)
+    add_common(p, "data")
     p.add_argument("--preset", default=default_preset, choices=preset_names(),
                    help=f"seed: the study's best settings ({_preset('seed', 'train.epochs')} epochs at "
                         f"{_preset('seed', 'data.image_size')} px); quick: {_preset('quick', 'train.epochs')} epochs at "
                         f"{_preset('quick', 'data.image_size')} px, minutes on a CPU (default {default_preset})")
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="YAML file with model/data/train sections, applied after the preset (default: none)")
+    add_common(p, "config")
     add_flags(p, flags_in("main"))
     add_flags(p.add_argument_group(GROUPS["architecture"]), flags_in("architecture"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config key, e.g. --set model.channels=[16,32,64,128] --set data.normalize=zscore; "
-                        "'brainae config show' prints them all")
+    add_common(p, "set")
     if run:
-        p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+        add_common(p, "no_progress")
     _data_args(p)
 
 
@@ -191,11 +218,10 @@ def _analysis_args(p: argparse.ArgumentParser, out_default: str, many: bool = Tr
     if many:
         p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help=f"one or more run folders (e.g. {example})")
     else:
-        p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
-    p.add_argument("--data", metavar="SPEC", help="test images from another dataset (the run's preprocessing is applied; "
-                   "default: the run's own test split)")
-    p.add_argument("--out", metavar="DIR", type=_out_dir, help=f"output folder (default: {out_default})")
-    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+        add_common(p, "run_dir")
+    add_common(p, "data", help=RUN_DATA_HELP)
+    add_common(p, "out", required=False, help=f"output folder (default: {out_default})")
+    add_common(p, "no_progress")
 
 
 def walk_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:

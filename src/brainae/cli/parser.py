@@ -6,9 +6,9 @@ import argparse
 from brainae.cli.commands import (cmd_anomaly, cmd_config_show, cmd_denoise, cmd_evaluate, cmd_export, cmd_inspect,
                                   cmd_latent, cmd_layers, cmd_models, cmd_reconstruct, cmd_study, cmd_sweep, cmd_synth,
                                   cmd_train)
-from brainae.cli.options import (COUNT, DATA_HELP, NO_PROGRESS_HELP, POSITIVE, Parser, _analysis_args, _config_args,
+from brainae.cli.options import (COUNT, DATA_HELP, POSITIVE, RUN_DATA_HELP, Parser, _analysis_args, _config_args,
                                  _data_args, _int_at_least, _names, _out_dir, _out_file, _positive_float, _preset,
-                                 _verbosity_args, add_flags, walk_parsers)
+                                 _verbosity_args, add_common, add_flags, walk_parsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,32 +55,29 @@ def _add_study(sub) -> None:
     p.add_argument("--models", type=_names, default=None, metavar="LIST",
                    help=f"models to train and compare (default ae,vae; registered: {','.join(model_names())}); "
                         "architecture flags such as --skips apply to every model that uses them")
-    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="output folder (report.html, summary.json, runs/)")
+    add_common(p, "out", help="output folder (report.html, summary.json, runs/)")
     p.set_defaults(func=cmd_study)
 
 
 def _add_train(sub) -> None:
-    from brainae.models import model_names
-
     p = sub.add_parser("train", help="train one model into a run folder",
                        description="Train one autoencoder; the run folder holds config, history, checkpoints and metrics.")
-    p.add_argument("--model", default="ae", choices=model_names(), help="registered model (see 'brainae models')")
+    add_common(p, "model")
     _config_args(p, "seed")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt (--epochs extends it)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", type=_out_dir, help="run folder to create")
+    add_common(p, "out", metavar="RUN_DIR", help="run folder to create")
     p.set_defaults(func=cmd_train)
 
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="held-out MSE/PSNR/SSIM with 95%% intervals",
                        description="Evaluate a run's best checkpoint; writes RUN_DIR/eval/<split>.json and prints a table.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
-    p.add_argument("--data", metavar="SPEC", help="another dataset to evaluate on (the run's preprocessing is applied; "
-                   "default: the run's own test split)")
+    add_common(p, "run_dir")
+    add_common(p, "data", help=RUN_DATA_HELP)
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="which images to score (default test); all: every image, for someone else's dataset "
                         "(a folder holding only Testing/ or test/ is all test)")
-    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    add_common(p, "no_progress")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -103,7 +100,7 @@ def _add_data(sub) -> None:
                    help="the data as it is: split image by image, nothing grouped or left out (shows the leaks that "
                         "the default loading removes)")
     q.add_argument("--json", metavar="FILE", type=_out_file, help="also write the report as JSON (default: print only)")
-    q.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    add_common(q, "no_progress")
     _data_args(q)
     q.set_defaults(func=cmd_inspect)
 
@@ -127,12 +124,12 @@ def _add_reconstruct(sub) -> None:
                                    "own grid and affine (open them over the original in ITK-SNAP or FSLeyes; "
                                    "intensities in the normalised 0..1 units the network sees), for images "
                                    "<class>/<name>_{input,recon,residual}.png; plus reconstruct.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
-    p.add_argument("--data", metavar="SPEC", help="data to reconstruct (default: the run's own), preprocessed as the run was")
+    add_common(p, "run_dir")
+    add_common(p, "data", help="data to reconstruct (default: the run's own), preprocessed as the run was")
     p.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                    help="which images (default all)")
-    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="output folder")
-    p.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    add_common(p, "out")
+    add_common(p, "no_progress")
     p.set_defaults(func=cmd_reconstruct)
 
 
@@ -201,8 +198,6 @@ def _add_anomaly(sub) -> None:
 
 
 def _add_sweep(sub) -> None:
-    from brainae.models import model_names
-
     p = sub.add_parser(
         "sweep", help="hyperparameter search (Optuna): offline, pruned, resumable, many workers",
         description="Search hyperparameters of one model on the validation loss (per pixel; never the test split). "
@@ -211,16 +206,14 @@ def _add_sweep(sub) -> None:
                     "--study. Writes DIR/sweep.json, DIR/best/ (the best trial's run folder) and four "
                     "DIR/sweep_*.png figures.",
         epilog="Example: brainae sweep --model ae --space seed --trials 17 --out sweeps/ae")
-    p.add_argument("--data", metavar="SPEC", help=DATA_HELP)
-    p.add_argument("--model", default="ae", choices=model_names(), help="registered model to tune (default ae)")
+    add_common(p, "data")
+    add_common(p, "model", help="registered model to tune (default ae)")
     p.add_argument("--preset", default="seed", choices=["quick", "seed"],
                    help=f"base settings every trial starts from: seed = the study's ({_preset('seed', 'data.image_size')} px, "
                         f"all images, {_preset('seed', 'train.epochs')}-epoch budget), quick = "
                         f"{_preset('quick', 'data.image_size')} px and a {_preset('quick', 'train.epochs')}-epoch budget (default seed)")
-    p.add_argument("--config", metavar="FILE.yaml",
-                   help="YAML file with model/data/train sections, applied after the preset (default: none)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="fix any config key for every trial, e.g. --set data.normalize=zscore")
+    add_common(p, "config")
+    add_common(p, "set", help="fix any config key for every trial, e.g. --set data.normalize=zscore")
     p.add_argument("--space", default="seed", metavar="seed|wide|FILE.yaml",
                    help="search space: seed = the study's grid (lr {1e-3,5e-4,1e-4}, batch {16,32,64}, latent "
                         "{512,1024,2048}, epochs {10,20,40} as the budget); wide = seed plus depth, base width, kernel, "
@@ -255,8 +248,8 @@ def _add_sweep(sub) -> None:
     p.add_argument("--wandb", action="store_true", help="also log every trial as a W&B run, offline unless WANDB_MODE "
                    "says otherwise, under $WANDB_DIR (default DIR/wandb); needs pip install 'brainae[wandb]'; upload "
                    "later with 'wandb sync'")
-    p.add_argument("--out", required=True, metavar="DIR", type=_out_dir, help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
-    p.add_argument("--no-progress", action="store_true", help="no line per trial (for logs)")
+    add_common(p, "out", help="sweep folder: sweep.db, sweep.json, best/, trials/, figures")
+    add_common(p, "no_progress", help="no line per trial (for logs)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -273,7 +266,7 @@ def _add_export(sub) -> None:
                                    "return the reconstruction; safetensors holds the weights, with the config in its "
                                    "metadata. Every run also has weights/best.safetensors from training.",
                        epilog="Example: brainae export runs/ae --format onnx --out ae.onnx")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (the --out of 'brainae train')")
+    add_common(p, "run_dir")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"],
                    help="onnx (needs pip install 'brainae[onnx]'), torchscript (torch.jit, for LibTorch) or "
                         "safetensors (weights only)")
@@ -285,8 +278,6 @@ def _add_export(sub) -> None:
 
 
 def _add_config(sub) -> None:
-    from brainae.models import model_names
-
     p = sub.add_parser("config", help="config tools (show)")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     q = csub.add_parser("show", help="print the resolved config that 'brainae train' would use, as YAML",
@@ -295,6 +286,6 @@ def _add_config(sub) -> None:
                                     "and pass it back with --config. Two values are settled only when training "
                                     "starts: precision auto, and the default noise of a denoising model.",
                         epilog="Example: brainae config show --model vae --preset quick --set model.beta=0.5")
-    q.add_argument("--model", default="ae", choices=model_names(), help="registered model (see 'brainae models')")
+    add_common(q, "model")
     _config_args(q, "seed", run=False)
     q.set_defaults(func=cmd_config_show)
