@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from brainae.config import build_config
-from brainae.data.inspect import _components, _group_edges, _has_member_in, find_duplicates, inspect_imageset
+from brainae.data.duplicates import components, find_duplicates, group_edges
+from brainae.data.inspect import _has_member_in, inspect_imageset
 from brainae.data.load import load_data
 from brainae.evaluation.evaluate import image_metrics
 from brainae.evaluation.metrics import summarize
@@ -101,7 +102,7 @@ def train_both(data: str, epochs: int, work: Path) -> dict:
         psnr = image_metrics(model, test.images)["psnr"]
         # which test images have a copy (exact or near) elsewhere: in train/val, or only inside the test split
         dups = find_duplicates(ds, NEAR)
-        comp = _components(len(ds), *_group_edges(dups["exact"] + dups["near"]))
+        comp = components(len(ds), *group_edges(dups["exact"] + dups["near"]))
         in_fit = _has_member_in(comp, np.isin(ds.splits, ("train", "val")))[ds.splits == "test"]
         sizes = np.bincount(comp)[comp][ds.splits == "test"]
         groups = test.groups

@@ -11,7 +11,7 @@ from PIL import Image
 from brainae.cli import main
 from brainae.config import DataConfig
 from brainae.data.grouping import assign_group_splits, stratified_group_split
-from brainae.data.inspect import find_duplicates
+from brainae.data.duplicates import find_duplicates
 from brainae.data.load import load_data
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import bootstrap_ci

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from brainae.data.inspect import dedupe, find_duplicates, format_inspection, inspect_imageset, phash
+from brainae.data.duplicates import find_duplicates, phash
+from brainae.data.inspect import dedupe, format_inspection, inspect_imageset
 from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
 

@@ -86,3 +86,16 @@ def test_config_checks_come_from_the_registry_and_the_root_loads_them():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.count("refused:") == 4, out
     assert "['data.slices', 'train.augment', 'train.loss', 'train.noise']" in out
+
+
+def test_modules_and_functions_stay_short():
+    """No module over 400 lines, no function over 80: a file or function past that holds two things."""
+    long_modules, long_functions = [], []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long_modules.append(path.relative_to(SRC).as_posix())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long_functions.append(f"{path.relative_to(SRC).as_posix()}:{node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from brainae.config import DataConfig
-from brainae.data.inspect import _components, _group_edges, _groups, find_duplicates
+from brainae.data.duplicates import components, find_duplicates, group_edges, index_groups
 from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
 
@@ -71,13 +71,13 @@ def link_groups(ds: ImageSet, near_threshold: int, duplicates: bool, keys: list[
     copies = dups["exact"] + dups["near"]
     if ds.group_unit in VOLUME_UNITS:
         copies = _copied_volumes(copies, ds.group_names, named)
-    return _components(len(ds), *_group_edges(list(named.values()) + copies))
+    return components(len(ds), *group_edges(list(named.values()) + copies))
 
 
 def _copied_volumes(slice_groups: list[list[int]], names: list[str], members: dict[str, list[int]]) -> list[list[int]]:
     """Links (as index groups) between named volumes whose slices are mostly copies of each other's."""
     matched: Counter = Counter()  # (a, b) -> slices of a that match some slice of b
-    for group in _groups(_components(len(names), *_group_edges(slice_groups))):  # exact and near merged
+    for group in index_groups(components(len(names), *group_edges(slice_groups))):  # exact and near merged
         by_name = Counter(names[i] for i in group)
         for a in by_name:
             for b in by_name:
@@ -216,7 +216,7 @@ def describe(grouping: dict) -> str:
 def split_by_groups(ds: ImageSet, cfg: DataConfig, keys: list[str] | None, require_training: bool = True) -> ImageSet:
     """Group ``ds`` (named groups, ``cfg.group_by``, copies), leave out cross-split copies, split by group.
 
-    keys: the images' exact-copy keys when known (see ``inspect.exact_keys``).
+    keys: the images' exact-copy keys when known (see ``duplicates.exact_keys``).
     require_training: every split that should exist (train, val, and test unless ``test_fraction`` is 0)
         must get a group; small data is refused with one line instead of being split image by image.
     """

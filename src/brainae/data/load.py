@@ -148,7 +148,7 @@ def _decode_all(items: list[RawItem], cfg: DataConfig, aspect: bool, progress: b
 
 def _build(spec: str, kind: str, arg: str, cfg: DataConfig, progress: bool) -> tuple[ImageSet, list[str]]:
     """The preprocessed source (from the cache when it is there) and each image's exact-copy key."""
-    from brainae.data.inspect import exact_keys
+    from brainae.data.duplicates import exact_keys
 
     items, skipped, description, unit = list_items(kind, arg, cfg)
     aspect = keep_aspect(cfg, kind)

@@ -31,18 +31,19 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from brainae import __version__, progress
-from brainae.config import Config, load_config, save_config
+from brainae.config import Config, save_config
 from brainae.data.load import load_data
 from brainae.data.types import ImageSet, with_channels
-from brainae.errors import BrainaeError, first_line
+from brainae.errors import BrainaeError
 from brainae.io import atomic_path, atomic_write_text, write_json
 from brainae.training.callbacks import (CHECKPOINT_SPACING_S, HistoryCSV, SpacedCheckpoint, StderrProgressBar,
                                         check_logger, finish_logger, make_logger, read_history)
+from brainae.training.checks import check_devices, check_resumable, check_schedule_length, is_unfinished
 from brainae.training.graphs import STEPS_PER_CHUNK, fast_path
 from brainae.training.loader import ResidentLoader
 from brainae.training.module import AutoencoderModule
 from brainae.training.precision import resolve_precision, uses_cuda
-from brainae.training.run import fit_code_prior, load_run, read_checkpoint, write_best_weights, write_code_prior
+from brainae.training.run import fit_code_prior, load_run, write_best_weights, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
 
@@ -180,48 +181,6 @@ def use_fast_path(cfg: Config, module: AutoencoderModule, checkpoints: list[Spac
         # CHECKPOINT_SPACING_S (and when training ends or stops), keeping a due one in memory meanwhile
         checkpoint.min_interval = CHECKPOINT_SPACING_S
     return True
-
-
-def check_devices(cfg: Config) -> None:
-    """Refuse a device the machine does not have before any data is loaded."""
-    acc, n = cfg.train.accelerator, cfg.train.devices
-    if acc in ("cuda", "gpu"):
-        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if have < n:
-            raise BrainaeError(f"--accelerator {acc} with --devices {n}, but this machine has {have} CUDA GPU(s); "
-                               f"use --accelerator cpu (or auto), or fewer --devices")
-    elif acc == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BrainaeError("--accelerator mps, but no Apple GPU is available here; use --accelerator cpu (or auto)")
-    elif acc == "auto" and n > 1 and torch.cuda.is_available() and torch.cuda.device_count() < n:
-        raise BrainaeError(f"--devices {n}, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-
-
-def is_unfinished(out: Path) -> bool:
-    """A run folder whose run never finished an epoch: a config but no checkpoint, nothing to resume."""
-    return ((out / "config.yaml").is_file() and not any((out / "checkpoints").glob("*.ckpt"))
-            and not (out / "weights" / "best.safetensors").is_file())
-
-
-def check_resumable(module: AutoencoderModule, last: Path) -> None:
-    """Refuse, before anything is written, a ``last.ckpt`` that needs pickle or does not fit this network."""
-    state = read_checkpoint(last)["state_dict"]
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        detail = first_line(e, "shapes differ")
-        raise BrainaeError(f"{last} does not fit the configured network ({detail[:160]}); resume without changing "
-                           f"the model settings, or train into a new --out") from None
-
-
-def check_schedule_length(cfg: Config, saved: Path) -> None:
-    """A learning-rate schedule is laid out over the run's epochs; resuming with another count would step a
-    one-cycle schedule past its end (an error deep in torch) or send a cosine one back up."""
-    if not saved.is_file():
-        return
-    before = load_config(saved).train
-    if before.schedule != "none" and before.epochs != cfg.train.epochs:
-        raise BrainaeError(f"{saved.parent} was trained with --schedule {before.schedule} over {before.epochs} epochs; "
-                           f"resume it with --epochs {before.epochs}, or train a new run for {cfg.train.epochs} epochs")
 
 
 def train(
