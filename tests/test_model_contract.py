@@ -104,3 +104,50 @@ def test_a_registration_must_search_and_wrap_its_own_arguments():
     with pytest.raises(ValueError, match="dataclass"):
         register_model("notdataclass", args=dict)(lambda args, size: None)
     assert "badsearch" not in SPECS and "notdataclass" not in [s.name for s in model_specs()]
+
+
+@pytest.fixture
+def gain_model(monkeypatch):
+    """A model with an argument brainae's config has no key for (``gain``), as a plugin would register it."""
+    from brainae import registry
+    from brainae.models.ae import ConvAE, ConvArgs
+
+    @dataclasses.dataclass
+    class GainArgs(ConvArgs):
+        gain: float = 1.0
+
+    def build(args: GainArgs, image_size: int):
+        if args.gain <= 0:
+            raise ValueError(f"gain must be positive, got {args.gain}")
+        net = ConvAE(image_size=image_size, **{k: v for k, v in dataclasses.asdict(args).items() if k != "gain"})
+        net.gain = args.gain
+        return net
+
+    spec = registry.ModelSpec("gainae", build, GainArgs, search={"model.options.gain": [0.5, 2.0]}, source="a-plugin")
+    monkeypatch.setitem(registry._MODELS, "gainae", spec)
+    return spec
+
+
+def test_a_models_own_argument_is_a_model_option(gain_model):
+    """An argument with no key in the model section is set as model.options.NAME: typed by the model's
+    args, merged key by key, refused by models that do not take it, searched like any key."""
+    from brainae.models import clear_untaken_structure
+    from brainae.sweeps.space import apply_params, load_space
+
+    tiny = ["model.channels=[8,16]", "model.latent_dim=8"]
+    cfg = build_config("gainae", image_size=16, overrides=tiny + ["model.options.gain=2", "model.options.other=1"])
+    assert cfg.model.options == {"gain": 2, "other": 1}  # merged, not replaced
+    with pytest.raises(BrainaeError, match=r"^config key 'model.options.other': gainae has no such argument"):
+        build_model(cfg.model, 16)
+    cfg.model.options.pop("other")
+    net = build_model(cfg.model, 16)
+    assert net.gain == 2.0 and isinstance(net.gain, float)
+    with pytest.raises(BrainaeError, match=r"^config key 'model.options.gain' must be positive"):
+        build_model(dataclasses.replace(cfg.model, options={"gain": -1}), 16)
+    with pytest.raises(BrainaeError, match="model.options.gain"):
+        build_model(dataclasses.replace(cfg.model, name="ae"), 16)  # ae has no gain
+    ae = dataclasses.replace(cfg.model, name="ae", options={"gain": 2})
+    clear_untaken_structure(ae)  # what a study does for the models among those compared that lack it
+    assert ae.options == {}
+    assert "model.options.gain" in load_space("wide", "gainae").keys()
+    assert apply_params(cfg, {"model.options.gain": 0.5}).model.options["gain"] == 0.5

@@ -28,13 +28,16 @@ def test_an_installed_plugin_model_lists_trains_sweeps_and_joins_the_study(tmp_p
         return r.stdout
 
     assert "tinyae" in brainae("models") and "plugin: brainae-tinyae" in brainae("models")
-    brainae("train", "--model", "tinyae", *COMMON, "--out", str(tmp_path / "run"))
+    assert "model.options.{pool}" in brainae("models")  # its own setting, which brainae has no key for
+    brainae("train", "--model", "tinyae", *COMMON, "--set", "model.options.pool=max", "--out", str(tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"] == "tinyae"
+    assert "pool: max" in (tmp_path / "run" / "config.yaml").read_text()
     brainae("sweep", "--model", "tinyae", "--space", "wide", "--preset", "quick", "--trials", "3", *COMMON,
             "--out", str(tmp_path / "sweep"))
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     latent = next(row for row in sweep["space"]["table"] if row["key"] == "model.latent_dim")
     assert "32" in str(latent) and sweep["states"]["complete"] >= 1  # the plugin's own range for its code
+    assert any(row["key"] == "model.options.pool" for row in sweep["space"]["table"])  # and its own option
     brainae("study", "--models", "ae,tinyae", "--no-sweep", *COMMON, "--out", str(tmp_path / "study"))
     summary = json.loads((tmp_path / "study" / "summary.json").read_text())
     assert set(summary["models"]) == {"ae", "tinyae"} and (tmp_path / "study" / "report.html").is_file()

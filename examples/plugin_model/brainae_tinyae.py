@@ -7,7 +7,8 @@ report, ``export``. Nothing in brainae changes: the package's entry point (pypro
 
 A model is a plain ``nn.Module`` whose forward returns a ``ModelOutput`` and whose ``loss`` returns a
 dict with ``loss`` and ``mse``; a dataclass of the keyword arguments its builder takes, each named as
-the config key it comes from (``latent_dim`` is ``model.latent_dim``); and the builder. The network
+the config key it comes from (``latent_dim`` is ``model.latent_dim``; an argument brainae has no key
+for, such as ``pool`` here, is ``model.options.pool``); and the builder. The network
 checks its own arguments with ValueErrors that start with the argument's name, which brainae reports
 as an error in that config key.
 """
@@ -28,8 +29,12 @@ class TinyAE(nn.Module):
     """Strided conv blocks down to a small map, global average pooling to the code, and back up."""
 
     def __init__(self, image_size: int, in_channels: int = 1, channels=(8, 16, 32), latent_dim: int = 32,
-                 kernel_size: int = 3, stride: int = 2, activation: str = "leaky_relu", norm: str = "batch") -> None:
+                 kernel_size: int = 3, stride: int = 2, activation: str = "leaky_relu", norm: str = "batch",
+                 pool: str = "mean") -> None:
         super().__init__()
+        if pool not in ("mean", "max"):
+            raise ValueError(f"pool must be mean or max, got '{pool}'")
+        self.pool = pool
         widths = [in_channels, *channels]
         self.encoder = nn.Sequential(*[down_block(a, b, kernel_size, stride, norm, activation)
                                        for a, b in zip(widths[:-1], widths[1:])])
@@ -43,7 +48,8 @@ class TinyAE(nn.Module):
         self.latent_dim = latent_dim
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        z = self.to_code(self.encoder(x).mean(dim=(2, 3)))
+        h = self.encoder(x)
+        z = self.to_code(h.mean(dim=(2, 3)) if self.pool == "mean" else h.amax(dim=(2, 3)))
         h = self.from_code(z).view(len(x), -1, self.side, self.side)
         logits = self.decoder(h)
         return ModelOutput(recon=torch.sigmoid(logits), z=z, logits=logits)
@@ -64,10 +70,12 @@ class TinyArgs:
     stride: int = 2
     activation: str = "leaky_relu"
     norm: str = "batch"
+    pool: str = "mean"  # its own setting, with no key in brainae's config: --set model.options.pool=max
 
 
-@register_model("tinyae", args=TinyArgs, search={"model.latent_dim": [8, 16, 32]}, source="brainae-tinyae")
+@register_model("tinyae", args=TinyArgs, search={"model.latent_dim": [8, 16, 32], "model.options.pool": ["mean", "max"]},
+                source="brainae-tinyae")
 def build_tinyae(args: TinyArgs, image_size: int) -> TinyAE:
     """A small conv AE with a pooled code, from the example plugin package (examples/plugin_model)."""
     return TinyAE(image_size, args.in_channels, tuple(args.channels), args.latent_dim, args.kernel_size, args.stride,
-                  args.activation, args.norm)
+                  args.activation, args.norm, args.pool)

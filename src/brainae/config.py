@@ -66,6 +66,7 @@ class ModelConfig:
     skips: list[int] = field(default_factory=list)  # skipae: encoder levels (0 = finest) whose features bypass the bottleneck
     bottleneck: str = "auto"  # dense: flatten + linear (the study) | spatial: 1x1 conv to a small map | auto: the model's choice
     residual_output: bool = False  # denoisers: the network predicts the noise, output = input - noise
+    options: dict[str, Any] = field(default_factory=dict)  # a model's own arguments that have no key above (a plugin's): model.options.NAME
 
 
 @dataclass
@@ -109,18 +110,24 @@ def _fail(key: str, expected: str, value: Any):
     raise BrainaeError(f"config key '{key}': expected {expected}, got {value!r}")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the field type ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(key, "a mapping of names to values", value)
+        return {str(k): v for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             _fail(key, "a list", value)
-        return [_coerce(v, item_tp, key) for v in value]
+        return [coerce(v, item_tp, key) for v in value]
     if origin is typing.Union:  # Optional[X]
         if value is None:
             return None
-        return _coerce(value, [a for a in typing.get_args(tp) if a is not type(None)][0], key)
+        return coerce(value, [a for a in typing.get_args(tp) if a is not type(None)][0], key)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -156,10 +163,13 @@ def apply_dict(cfg: Config, values: dict, prefix: str = "") -> Config:
         if k not in hints:
             known = ", ".join(sorted(hints))
             raise BrainaeError(f"unknown config key '{key}' (known here: {known})")
-        if dataclasses.is_dataclass(getattr(target, k)):
+        current = getattr(target, k)
+        if dataclasses.is_dataclass(current):
             apply_dict(cfg, v, key)
+        elif isinstance(current, dict):  # model.options: merged, so --set model.options.a=1 keeps b
+            setattr(target, k, {**current, **coerce(v, hints[k], key)})
         else:
-            setattr(target, k, _coerce(v, hints[k], key))
+            setattr(target, k, coerce(v, hints[k], key))
     return cfg
 
 

@@ -6,11 +6,12 @@ dataclass declares out of the config's ``model`` section, builds the network, an
 own complaint about an argument into a one-line error naming the config key.
 """
 import dataclasses
+import typing
 from typing import Any
 
 import torch
 
-from brainae.config import ModelConfig
+from brainae.config import ModelConfig, coerce
 from brainae.errors import BrainaeError
 from brainae.models import ae, vae  # noqa: F401  (registration side effect)
 from brainae.models import dae  # noqa: F401
@@ -24,16 +25,32 @@ from brainae.registry import ModelSpec, load_entry_points, model_spec, model_spe
 STRUCTURE_KEYS = ("skips", "bottleneck")
 
 
+CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def own_options(spec: ModelSpec) -> tuple[str, ...]:
+    """The arguments of ``spec`` that have no key of their own in the model section: ``model.options.NAME``."""
+    return tuple(a for a in spec.arg_names if a not in CONFIG_KEYS)
+
+
 def model_arguments(cfg: ModelConfig, spec: ModelSpec) -> Any:
-    """``spec.args`` filled from the config's model section; a structure key it does not take is refused."""
-    taken = spec.arg_names
+    """``spec.args`` filled from the config's model section (and ``model.options`` for arguments that have
+    no key there); a structure key or an option it does not take is refused."""
+    taken, options = spec.arg_names, own_options(spec)
     default = ModelConfig()
     for key in STRUCTURE_KEYS:
         if key not in taken and not spec.wraps and getattr(cfg, key) != getattr(default, key):
             takers = [s.name for s in model_specs() if key in s.arg_names]
             raise BrainaeError(f"config key 'model.{key}' does not apply to {spec.name}; clear it, or choose a "
                                f"model that takes it ({', '.join(takers) or 'none'})")
-    return spec.args(**{k: _copy(getattr(cfg, k)) for k in taken})
+    stray = sorted(set(cfg.options) - set(options))
+    if stray and not spec.wraps:
+        raise BrainaeError(f"config key 'model.options.{stray[0]}': {spec.name} has no such argument "
+                           f"(its own options: {', '.join(options) or 'none'}); remove it")
+    hints = typing.get_type_hints(spec.args)
+    values = {k: _copy(getattr(cfg, k)) for k in taken if k in CONFIG_KEYS}
+    values.update({k: coerce(cfg.options[k], hints[k], f"model.options.{k}") for k in options if k in cfg.options})
+    return spec.args(**values)
 
 
 def _copy(value: Any) -> Any:
@@ -47,7 +64,8 @@ def _config_error(error: ValueError, spec: ModelSpec) -> BrainaeError:
     if word == "image_size":
         return BrainaeError(f"config key 'data.image_size'{message[len(word):]}")
     if word in spec.arg_names:
-        return BrainaeError(f"config key 'model.{word}'{message[len(word):]}")
+        key = f"model.{word}" if word in CONFIG_KEYS else f"model.options.{word}"
+        return BrainaeError(f"config key '{key}'{message[len(word):]}")
     return BrainaeError(f"model {spec.name}: {message}")
 
 
@@ -95,12 +113,14 @@ def build_model(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
 
 
 def clear_untaken_structure(cfg: ModelConfig) -> None:
-    """Reset the structure keys ``cfg``'s model does not take: a study applies ``--skips`` or
-    ``--bottleneck`` to the models among those compared that take them."""
+    """Reset the structure keys and drop the options ``cfg``'s model does not take: a study applies
+    ``--skips``, ``--bottleneck`` or a plugin's ``model.options`` to the models among those compared that
+    take them."""
     taken = resolve(cfg).arg_names
     for key in STRUCTURE_KEYS:
         if key not in taken:
             setattr(cfg, key, getattr(ModelConfig(), key))
+    cfg.options = {k: v for k, v in cfg.options.items() if k in taken}
 
 
 def model_names() -> list[str]:

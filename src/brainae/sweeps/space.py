@@ -31,10 +31,10 @@ from typing import Any, Optional
 
 import yaml
 
-from brainae.config import Config, _coerce, apply_dict, validate
+from brainae.config import Config, ModelConfig, apply_dict, coerce, validate
 from brainae.errors import BrainaeError
 from brainae.models import model_names  # noqa: F401  (importing the models registers them)
-from brainae.registry import model_spec
+from brainae.registry import model_spec, model_specs
 
 DERIVED = {"model.depth": int, "model.base_width": int}  # set model.channels together
 TYPES = ("float", "int", "categorical")
@@ -145,7 +145,7 @@ def takes(model: str, key: str) -> bool:
     spec = model_spec(model)
     if not key.startswith("model.") or key in BUILD_KEYS or spec.wraps:
         return True
-    name = "channels" if key in DERIVED else key.split(".", 1)[1]
+    name = "channels" if key in DERIVED else key.rsplit(".", 1)[1]  # model.options.NAME: a plugin's own
     return name in spec.arg_names
 
 
@@ -264,6 +264,8 @@ def _field_type(key: str) -> Any:
         raise BrainaeError("key 'train.loss' cannot be searched: it changes what the validation loss measures, "
                            "so trials would not compare; set it with --set train.loss=... and search the rest")
     parts = key.split(".")
+    if parts[:2] == ["model", "options"] and len(parts) == 3:
+        return option_type(parts[2])
     if len(parts) != 2:
         raise BrainaeError(f"unknown config key '{key}' (use section.key, e.g. train.lr)")
     section, name = parts
@@ -277,6 +279,16 @@ def _field_type(key: str) -> Any:
     return sub[name]
 
 
+def option_type(name: str) -> Any:
+    """The type of ``model.options.NAME``: that argument's type in the registered model that has it."""
+    for spec in model_specs():
+        hints = typing.get_type_hints(spec.args)
+        if name in hints and name not in typing.get_type_hints(ModelConfig):
+            return hints[name]
+    raise BrainaeError(f"unknown config key 'model.options.{name}': no registered model has an option {name} "
+                       "('brainae models' lists each model's)")
+
+
 def _check_param(p: Param) -> None:
     tp = _field_type(p.key)
     if p.type not in TYPES:
@@ -285,7 +297,7 @@ def _check_param(p: Param) -> None:
         if not isinstance(p.choices, list) or not p.choices:
             raise BrainaeError(f"key '{p.key}': categorical needs a non-empty list of choices")
         for c in p.choices:
-            _coerce(c, tp, p.key)
+            coerce(c, tp, p.key)
         return
     if p.low is None or p.high is None:
         raise BrainaeError(f"key '{p.key}': {p.type} needs low and high")
@@ -306,8 +318,11 @@ def apply_params(cfg: Config, params: dict[str, Any]) -> Config:
     for key, value in params.items():
         if key in DERIVED:
             continue
-        section, name = key.split(".")
-        nested.setdefault(section, {})[name] = value
+        *path, name = key.split(".")  # model.options.NAME has three parts
+        node = nested
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
     apply_dict(cfg, nested)
     if "model.depth" in params or "model.base_width" in params:
         depth = int(params.get("model.depth", len(cfg.model.channels)))
