@@ -32,8 +32,9 @@ class ModelSpec:
     build: ``(args, image_size) -> nn.Module`` whose forward returns a ``ModelOutput`` and whose
         ``loss(out, target, recon_loss)`` returns a dict with ``loss`` (and ``mse``). A wrapper's
         builder is ``(args, network) -> nn.Module``: it gets the model it wraps already built.
-    args: the dataclass of the builder's keyword arguments; each field is a key of the config's
-        ``model`` section (``latent_dim`` is ``model.latent_dim``) and is all the model reads of it.
+    args: the dataclass of the builder's keyword arguments, all the model reads of the config: a field
+        named as a key of the ``model`` section comes from it (``latent_dim`` is ``model.latent_dim``),
+        any other from ``model.options`` (a plugin's own setting: ``model.options.pool``).
     variational: it encodes a distribution and samples its code (``encode_dist``): trained with a KL
         term weighted by ``model.beta``, which ``--space wide`` searches for every such model.
     search: its own keys for ``--space wide``: a list of choices, or a mapping such as

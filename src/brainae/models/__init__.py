@@ -23,8 +23,6 @@ from brainae.registry import ModelSpec, load_entry_points, model_spec, model_spe
 # the default, rather than quietly train a different network than the one asked for; other keys a
 # model does not take (a VAE's beta given to an AE in a study) are not read.
 STRUCTURE_KEYS = ("skips", "bottleneck")
-
-
 CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
