@@ -11,7 +11,7 @@ import torch
 
 from brainae.config import build_config
 from brainae.errors import BrainaeError
-from brainae.models import build_model
+from brainae.models import build_model, own_options
 from brainae.registry import model_specs, resolve
 from brainae.training.run import load_run, network_state, read_checkpoint
 from brainae.training.train import train
@@ -45,9 +45,10 @@ def test_the_network_does_what_its_registration_says(name):
     else:
         with pytest.raises(BrainaeError, match="model.skips"):
             build_model(with_skips, 32)
-    for key in list(spec.search) + [f"model.{a}" for a in spec.arg_names]:
-        section, field = key.split(".")
-        assert section == "model" and hasattr(cfg.model, field), key  # declared keys are config keys
+    for key in list(spec.search) + [f"model.{a}" for a in spec.arg_names if a not in own_options(spec)]:
+        section, *_, field = key.split(".")  # model.NAME, or model.options.NAME for the model's own options
+        assert section in ("model", "train") and (hasattr(cfg.model, field) or field in own_options(spec)
+                                                  or field in ("depth", "base_width") or hasattr(cfg.train, field)), key
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -151,3 +152,34 @@ def test_a_models_own_argument_is_a_model_option(gain_model):
     assert ae.options == {}
     assert "model.options.gain" in load_space("wide", "gainae").keys()
     assert apply_params(cfg, {"model.options.gain": 0.5}).model.options["gain"] == 0.5
+
+
+def test_a_run_saved_with_a_key_its_model_ignored_still_loads(tmp_path):
+    """Runs of ae written before models refused keys they do not take (model.bottleneck: dense on an ae,
+    as a study with --models ae,resae wrote it) load, resume and export as they did."""
+    from brainae.config import load_config, save_config
+    from brainae.training.run import load_run
+
+    cfg = small_config("ae")
+    train(cfg, tmp_path / "ae")
+    saved = load_config(tmp_path / "ae" / "config.yaml")
+    saved.model.bottleneck = "dense"
+    save_config(saved, tmp_path / "ae" / "config.yaml")
+    with pytest.raises(BrainaeError, match="model.bottleneck"):
+        build_model(saved.model, 32)  # a new config with it is refused
+    model, loaded = load_run(tmp_path / "ae")
+    assert loaded.model.bottleneck == "auto" and model(torch.rand(1, 1, 32, 32)).recon.shape == (1, 1, 32, 32)
+
+
+def test_a_fault_in_a_network_keeps_its_traceback(monkeypatch):
+    """Only a ValueError about an argument becomes a config-key error; any other is the code's, raised as is."""
+    from brainae import registry
+    from brainae.config import ModelConfig
+    from brainae.models.ae import ConvArgs
+
+    def broken(args, image_size):
+        a, b = [1, 2, 3]  # noqa: F841  (a bug: too many values to unpack)
+
+    monkeypatch.setitem(registry._MODELS, "brokenae", registry.ModelSpec("brokenae", broken, ConvArgs))
+    with pytest.raises(ValueError, match="too many values"):
+        build_model(ModelConfig(name="brokenae"), 32)

@@ -66,7 +66,7 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'brainae' has no attribute '{name}'")
     module, attr = _LAZY[name]
-    if module == "brainae.config":
+    if name == "build_config":  # Config and load_config need no parser: they stay light
         load_checks()
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later lookups skip this function

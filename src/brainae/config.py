@@ -246,6 +246,9 @@ def build_config(
 
     flat: shortcut flags that map to dotted keys (``epochs`` -> ``train.epochs``); None is skipped.
 
+    Noise, loss, augmentation and slice specs are checked by the parsers registered so far
+    (``validate``); ``brainae.build_config``, the package's, registers them all first.
+
     Example:
         >>> build_config("vae", preset="quick", epochs=2).train.epochs
         2

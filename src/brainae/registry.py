@@ -104,7 +104,10 @@ def register_model(name: str, *, args: type, variational: bool = False, search: 
         if not is_dataclass(args):
             raise ValueError(f"model '{name}': args must be a dataclass of the builder's keyword arguments")
         spec = ModelSpec(name, fn, args, variational, dict(search or {}), wraps, source)
-        stray = [k for k in spec.search if k.rsplit(".", 1)[-1] not in spec.arg_names]  # model.NAME, model.options.NAME
+        # model.NAME and model.options.NAME must be its arguments; train.* keys and the sweeps' model.depth
+        # and model.base_width (which set model.channels) are every model's
+        stray = [k for k in spec.search if k.startswith("model.") and k not in ("model.depth", "model.base_width")
+                 and k.rsplit(".", 1)[-1] not in spec.arg_names]
         if stray or (wraps and wraps not in spec.arg_names):
             raise ValueError(f"model '{name}' searches or wraps keys its args do not have: {stray or wraps}")
         _MODELS[name] = spec

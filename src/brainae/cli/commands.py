@@ -21,11 +21,13 @@ def _data_flags(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from brainae.config import apply_dict, apply_overrides, build_config, load_config, validate
+    from brainae.config import apply_dict, apply_overrides, build_config, validate
     from brainae.training.train import train
 
     if args.resume and (Path(args.out) / "config.yaml").is_file():
-        cfg = load_config(Path(args.out) / "config.yaml")  # continue the run as it was configured
+        from brainae.training.run import run_config
+
+        cfg = run_config(args.out)  # continue the run as it was configured
         from brainae.flags import FLAGS, resumable
 
         given = {k: v for k, v in _flat(args).items() if v is not None and k in resumable()}

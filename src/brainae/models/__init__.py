@@ -55,8 +55,9 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value  # the network must not share the config's lists
 
 
-def _config_error(error: ValueError, spec: ModelSpec) -> BrainaeError:
-    """A network's ValueError, whose message starts with the argument it concerns, as a config-key error."""
+def _config_error(error: ValueError, spec: ModelSpec) -> BrainaeError | None:
+    """A network's ValueError whose message starts with the argument it concerns, as an error in that
+    config key; None for any other ValueError (a fault in the code, which keeps its traceback)."""
     message = str(error)
     word = message.split(" ", 1)[0].rstrip(":")
     if word == "image_size":
@@ -64,7 +65,7 @@ def _config_error(error: ValueError, spec: ModelSpec) -> BrainaeError:
     if word in spec.arg_names:
         key = f"model.{word}" if word in CONFIG_KEYS else f"model.options.{word}"
         return BrainaeError(f"config key '{key}'{message[len(word):]}")
-    return BrainaeError(f"model {spec.name}: {message}")
+    return None
 
 
 def build_network(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
@@ -81,7 +82,10 @@ def build_network(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
     except BrainaeError:
         raise
     except ValueError as e:  # a network's own check of its arguments
-        raise _config_error(e, spec) from None
+        error = _config_error(e, spec)
+        if error is None:
+            raise
+        raise error from None
 
 
 def residual_output(model: torch.nn.Module, cfg: ModelConfig) -> torch.nn.Module:

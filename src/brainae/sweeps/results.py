@@ -101,10 +101,9 @@ def copy_best(summary: dict, out: Path) -> Optional[str]:
     tmp, dest = out / ".best.tmp", out / "best"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    from brainae.config import load_config  # imported here: training.run brings torch, which the rest needs not
-    from brainae.training.run import write_best_weights
+    from brainae.training.run import run_config, write_best_weights  # here: it brings torch, which the rest needs not
 
-    write_best_weights(tmp, load_config(tmp / "config.yaml"))  # the trials skip them (see objective)
+    write_best_weights(tmp, run_config(tmp))  # the trials skip them (see objective)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     for d in (out / "trials").glob("*/checkpoints"):  # only the best trial keeps checkpoints and weights

@@ -19,12 +19,20 @@ from brainae import __version__
 from brainae.config import Config, load_config, to_dict
 from brainae.errors import BrainaeError
 from brainae.io import atomic_path
-from brainae.models import build_model
+from brainae.models import build_model, clear_untaken_structure
 from brainae.models.prior import MixturePrior
 from brainae.training.precision import encode_codes
 from brainae.training.weights import WEIGHTS_FILE, load_network_state, read_weights, save_weights
 
 PRIOR_FILE = "prior.pt"
+
+
+def run_config(run: str | Path) -> Config:
+    """A run folder's config.yaml as its network is rebuilt: a structure key its model does not take
+    (written by a brainae that ignored it, e.g. model.bottleneck of an ae) is reset, not refused."""
+    cfg = load_config(Path(run) / "config.yaml")
+    clear_untaken_structure(cfg.model)
+    return cfg
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, Config]:
@@ -41,7 +49,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu") -> t
         raise BrainaeError(f"which must be 'best' or 'last', not '{which}'")
     if not (run / "config.yaml").is_file():
         raise BrainaeError(f"{run} is not a brainae run folder (no config.yaml); pass the --out of 'brainae train'")
-    cfg = load_config(run / "config.yaml")
+    cfg = run_config(run)
     _warn_if_split_image_by_image(run)
     source = network_file(run, which)
     if source.suffix == ".safetensors":
