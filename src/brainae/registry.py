@@ -59,6 +59,15 @@ class ModelSpec:
     def arg_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self.args))
 
+    def reads(self, key: str) -> bool:
+        """Whether its builder reads config key ``key``: ``model.NAME`` or ``model.options.NAME`` among its
+        arguments, ``model.depth`` and ``model.base_width`` (the sweeps' keys that set ``model.channels``)
+        when it takes channels; keys outside the model section are every model's."""
+        if not key.startswith("model."):
+            return True
+        name = "channels" if key in ("model.depth", "model.base_width") else key.rsplit(".", 1)[1]
+        return name in self.arg_names
+
     @property
     def takes_skips(self) -> bool:
         """It reads ``model.skips`` (encoder levels that bypass the bottleneck)."""
@@ -104,10 +113,7 @@ def register_model(name: str, *, args: type, variational: bool = False, search: 
         if not is_dataclass(args):
             raise ValueError(f"model '{name}': args must be a dataclass of the builder's keyword arguments")
         spec = ModelSpec(name, fn, args, variational, dict(search or {}), wraps, source)
-        # model.NAME and model.options.NAME must be its arguments; train.* keys and the sweeps' model.depth
-        # and model.base_width (which set model.channels) are every model's
-        stray = [k for k in spec.search if k.startswith("model.") and k not in ("model.depth", "model.base_width")
-                 and k.rsplit(".", 1)[-1] not in spec.arg_names]
+        stray = [k for k in spec.search if not spec.reads(k)]
         if stray or (wraps and wraps not in spec.arg_names):
             raise ValueError(f"model '{name}' searches or wraps keys its args do not have: {stray or wraps}")
         _MODELS[name] = spec

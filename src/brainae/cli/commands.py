@@ -161,15 +161,15 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from brainae.models import CONFIG_KEYS  # importing the models registers them
+    from brainae.models import own_options  # importing the models registers them
     from brainae.registry import model_specs
 
     for spec in model_specs():
         traits = [t for t, on in (("variational", spec.variational), ("skips", spec.takes_skips)) if on]
         traits += [f"plugin: {spec.source}"] if spec.source != "brainae" else []
         print(f"{spec.name:<8} {spec.summary}" + (f" [{', '.join(traits)}]" if traits else ""))
-        keys = [a for a in spec.arg_names if a not in CONFIG_KEYS]
-        shared = ",".join(a for a in spec.arg_names if a in CONFIG_KEYS)
+        keys = own_options(spec)
+        shared = ",".join(a for a in spec.arg_names if a not in keys)
         wrapped = f" and the keys of the model model.{spec.wraps} names" if spec.wraps else ""
         own = f", model.options.{{{','.join(keys)}}}" if keys else ""
         print(f"{'':<8} reads model.{{{shared}}}{own}{wrapped}")

@@ -31,9 +31,9 @@ from typing import Any, Optional
 
 import yaml
 
-from brainae.config import Config, ModelConfig, apply_dict, coerce, validate
+from brainae.config import Config, apply_dict, coerce, validate
 from brainae.errors import BrainaeError
-from brainae.models import model_names  # noqa: F401  (importing the models registers them)
+from brainae.models import own_options  # importing the models registers them
 from brainae.registry import model_spec, model_specs
 
 DERIVED = {"model.depth": int, "model.base_width": int}  # set model.channels together
@@ -143,10 +143,7 @@ def takes(model: str, key: str) -> bool:
     when its arguments have them (depth and base width set its channels). A wrapper (``dae``) reads
     what the model it wraps reads, which only its config names, so it is taken to read every key."""
     spec = model_spec(model)
-    if not key.startswith("model.") or key in BUILD_KEYS or spec.wraps:
-        return True
-    name = "channels" if key in DERIVED else key.rsplit(".", 1)[1]  # model.options.NAME: a plugin's own
-    return name in spec.arg_names
+    return key in BUILD_KEYS or bool(spec.wraps) or spec.reads(key)
 
 
 def for_model(space: Space, model: str) -> Space:
@@ -282,9 +279,8 @@ def _field_type(key: str) -> Any:
 def option_type(name: str) -> Any:
     """The type of ``model.options.NAME``: that argument's type in the registered model that has it."""
     for spec in model_specs():
-        hints = typing.get_type_hints(spec.args)
-        if name in hints and name not in typing.get_type_hints(ModelConfig):
-            return hints[name]
+        if name in own_options(spec):
+            return typing.get_type_hints(spec.args)[name]
     raise BrainaeError(f"unknown config key 'model.options.{name}': no registered model has an option {name} "
                        "('brainae models' lists each model's)")
 
