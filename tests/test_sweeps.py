@@ -421,6 +421,31 @@ def test_study_preset_seed_runs_the_studys_sweeps_and_trains_with_their_best(tmp
             (1e-4, 64, 2048, 20)
 
 
+def test_study_preset_quick_sweeps_a_small_slice_and_keeps_the_presets_settings(tmp_path, monkeypatch):
+    """The quick demonstration: one-epoch trials on the first 64 training and 192 validation images only
+    (validating the whole split every trial took most of the main job's sweep time); nothing is applied."""
+    from brainae.config import build_config
+    from brainae.data.load import load_data
+    from brainae.sweeps import runner
+    from brainae.sweeps.command import QUICK_TRAIN_IMAGES, QUICK_VAL_IMAGES, study_sweeps
+
+    seen = {}
+
+    def fake_run_sweep(cfg, opts, data=None):
+        seen[opts.model] = (opts, data)
+        return {"best": {"params": {"train.lr": 1e-4}, "epochs": 1, "value": 0.01}, "trials": [], "epochs": {}}
+
+    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    cfgs = {m: build_config(m, preset="quick", data="phantom:1400", image_size=16) for m in ("ae", "vae")}
+    full = load_data(cfgs["ae"].data, progress=False)
+    assert (full.splits == "val").sum() > QUICK_VAL_IMAGES and (full.splits == "train").sum() > QUICK_TRAIN_IMAGES
+    results = study_sweeps(cfgs, full, tmp_path, "quick", progress=False)
+    for m, (opts, data) in seen.items():
+        assert (data.splits == "train").sum() == QUICK_TRAIN_IMAGES and (data.splits == "val").sum() == QUICK_VAL_IMAGES
+        assert not (data.splits == "test").any() and opts.trials == 3 and max(opts.space.epochs) == 1
+        assert not results[m]["applied"] and cfgs[m].train.lr == 2e-3  # the preset's, not the sweep's
+
+
 def test_opening_a_new_database_survives_a_worker_that_made_the_tables_first(tmp_path, monkeypatch):
     from sqlalchemy.exc import OperationalError
 

@@ -41,6 +41,7 @@ from brainae.training.callbacks import (CHECKPOINT_SPACING_S, HistoryCSV, Spaced
 from brainae.training.checks import check_devices, check_resumable, check_schedule_length, is_unfinished
 from brainae.training.graphs import STEPS_PER_CHUNK, fast_path
 from brainae.training.loader import ResidentLoader
+from brainae.training.memory import keep_freed_memory
 from brainae.training.module import AutoencoderModule
 from brainae.training.precision import resolve_precision, uses_cuda
 from brainae.training.run import fit_code_prior, load_run, write_best_weights, write_code_prior
@@ -205,6 +206,7 @@ def train(
         >>> train(cfg, "runs/ae")["best_val_loss"]  # doctest: +SKIP
     """
     quiet_lightning()
+    keep_freed_memory()
     out = Path(out_dir)
     resume, ds, module = _open_run(cfg, out, resume, overwrite, data)
     trainer, chunked = _make_trainer(cfg, out, module, ds, callbacks or [])

@@ -62,7 +62,7 @@ def pca(z: np.ndarray, k: int = 10) -> dict:
     mean = z.mean(axis=0)
     zc = z - mean
     # eigen-decomposition of the smaller Gram matrix: the same result as an SVD, and much faster
-    # (86 codes x 512 units in the quick study)
+    # when there are fewer codes than units
     if len(zc) <= zc.shape[1]:
         w, u = np.linalg.eigh(zc @ zc.T)
         w, u = np.clip(w[::-1], 0, None), u[:, ::-1]
