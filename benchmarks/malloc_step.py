@@ -18,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from brainae.io import write_json
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_real import command_line, machine  # noqa: E402
+from train_real import command_line, machine, write_results  # noqa: E402
 
 NETWORKS = {  # name: (ConvAE keyword arguments, batch size)
     "study AE, 128 px, batch 16": ({"image_size": 128}, 16),
@@ -79,14 +77,12 @@ def main() -> int:
         print(name, rows[name], flush=True)
     res = {"machine": machine(), "command": command_line("malloc_step.py").strip(), "rounds": args.rounds, "steps": args.steps,
            "unit": "training images/s, median step of each process, median over processes", "networks": rows}
-    write_json(ROOT / "benchmarks" / "results" / "malloc_cpu.json", res)
     lines = ["# A CPU training step with glibc's default allocator and with `keep_freed_memory`", "",
              f"Machine: {res['machine']}. Command: `{res['command']}`. Unit: {res['unit']}; {args.rounds} fresh processes "
              f"per cell, {args.steps} timed steps each.", "",
              "| network | default | kept memory | speed-up |", "| --- | --- | --- | --- |"]
     lines += [f"| {n} | {r['default']} | {r['tuned']} | {r['speed-up']}x |" for n, r in rows.items()]
-    (ROOT / "benchmarks" / "results" / "malloc_cpu.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("malloc_cpu", res, "\n".join(lines) + "\n")
     return 0
 
 

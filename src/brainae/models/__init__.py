@@ -73,10 +73,8 @@ def build_network(cfg: ModelConfig, image_size: int) -> torch.nn.Module:
     spec = model_spec(cfg.name)
     args = model_arguments(cfg, spec)
     if spec.wraps:
-        inner = getattr(args, spec.wraps)
-        if inner == spec.name:
-            raise BrainaeError(f"config key 'model.{spec.wraps}' must name another model (e.g. ae or vae), not {inner}")
-        return spec.build(args, build_network(dataclasses.replace(cfg, name=inner), image_size))
+        resolve(cfg)  # refuses a wrapper that names itself, or a cycle of wrappers, with the config key
+        return spec.build(args, build_network(dataclasses.replace(cfg, name=getattr(args, spec.wraps)), image_size))
     try:
         return spec.build(args, image_size)
     except BrainaeError:
