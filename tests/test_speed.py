@@ -178,6 +178,35 @@ def test_throughput_summary_leaves_out_warm_up_windows():
     assert s["plain"]["images_per_second"] == 51.0 and s["plain"]["windows"] == 2
     assert s["brainae"]["speedup_vs_plain"] == pytest.approx(105 / 51, abs=0.01)
     assert s["brainae"]["val_loss_vs_plain"] == pytest.approx(0.005, abs=1e-4)
+    # round by round: each round's own medians, the runs paired in the order they ran
+    s = train_throughput.summarise({"plain": [run([1.0, 50.0], 0.02), run([1.0, 40.0], 0.02)],
+                                    "brainae": [run([1.0, 100.0], 0.02), run([1.0, 60.0], 0.02)]})
+    assert s["brainae"]["speedup_per_round"] == [2.0, 1.5]
+
+
+def test_conv_kernels_reads_onednn_lines_of_timed_steps_only():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import conv_kernels
+
+    deconv = ("onednn_verbose,v1,primitive,exec,cpu,deconvolution,conv:any+jit_bf16:avx512_core_bf16,backward_weights,"
+              "src:bf16::blocked:acdb::f0,attr-scratchpad:user,alg:deconvolution_direct,"
+              "mb16_ic512oc256_ih4oh8kh4sh2dh0ph1_iw4ow8kw4sw2dw0pw1,{ms}")
+    matmul = "onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx512_core_bf16,undef,src:bf16,,,16x8192:8192x512,1.5"
+    lines = ["precision bf16"]
+    for step in range(conv_kernels.WARMUP + 2):
+        lines += [f"step {step}", deconv.format(ms=100.0 if step < conv_kernels.WARMUP else 2.0 + step), matmul,
+                  "onednn_verbose,v1,primitive,exec,cpu,reorder,simple:any,undef,src:f32,,,512x256,0.1",
+                  f"seconds {0.1 if step >= conv_kernels.WARMUP else 9.0}"]
+    prims, seconds, precision = conv_kernels.parse(lines)
+    assert precision == "bf16" and seconds == [0.1, 0.1]
+    key = ("deconvolution", "backward_weights", "jit_bf16:avx512_core_bf16", "mb16_ic512oc256_ih4oh8kh4sh2dh0ph1_iw4ow8kw4sw2dw0pw1")
+    assert sorted(prims) == sorted([key, ("matmul", "undef", "brg_matmul:avx512_core_bf16", "16x8192:8192x512")])
+    assert prims[key] == [2.0 + conv_kernels.WARMUP, 3.0 + conv_kernels.WARMUP]  # warm-up steps left out
+    # a transposed convolution's work is per input pixel: 16 images x 4x4 inputs x 512 x 256 channels x 4x4 taps
+    assert conv_kernels.gflop("deconvolution", key[3]) == pytest.approx(2 * 16 * 16 * 512 * 256 * 16 / 1e9)
+    assert conv_kernels.gflop("convolution", "mb16_ic256oc512_ih8oh4kh3sh2dh0ph1_iw8ow4kw3sw2dw0pw1") == \
+        pytest.approx(2 * 16 * 16 * 256 * 512 * 9 / 1e9)
+    assert conv_kernels.gflop("matmul", "16x8192:8192x512") == pytest.approx(2 * 16 * 8192 * 512 / 1e9)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Keep freed memory in the process on Linux, so a CPU training step does not fault its pages in again.
+"""Keep freed memory in the process on Linux, so a CPU training or inference step does not fault its pages in again.
 
 glibc serves large blocks (its threshold grows to at most 32 MB) with ``mmap`` and hands them back to the
 kernel on ``free``; it also trims the heap's free top beyond 128 KB. A training step allocates and frees
@@ -9,7 +9,8 @@ CPU step for the quick preset's network (16384 x 512 linear layers) and about a 
 
 ``keep_freed_memory`` makes glibc serve every block from the heap and keep up to ``TRIM_BYTES`` of free
 heap: the next step reuses those pages. It changes how much memory the process keeps, not what it
-computes.
+computes. ``train`` calls it, and so does ``map_batches``, the one inference loop of evaluate, denoise and
+anomaly (``benchmarks/results/malloc_cpu.md``).
 """
 from __future__ import annotations
 

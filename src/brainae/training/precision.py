@@ -20,6 +20,7 @@ import torch
 
 from brainae.data.types import with_channels
 from brainae.errors import BrainaeError
+from brainae.training.memory import keep_freed_memory
 
 CHOICES = ("auto", "32", "bf16-mixed", "16-mixed", "64")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -98,6 +99,7 @@ def map_batches(model: torch.nn.Module, images: np.ndarray, fn: Callable, batch_
     a float32 (B, C, H, W) tensor on the model's device. ``fn`` returns a tensor with the batch first,
     e.g. ``lambda m, x: infer(m, x).recon`` or ``lambda m, x: m.encode(x)``.
     """
+    keep_freed_memory()  # every batch frees and allocates the same large activations: about 1.4x the images/s on a CPU
     device = next(model.parameters()).device
     parts = []
     for i in range(0, len(images), batch_size):
