@@ -10,7 +10,8 @@ its own), ``--rounds`` times. Reported per engine:
 - peak memory: the process's peak resident set (and the GPU's peak allocation on a GPU);
 - the validation loss (per-pixel MSE of the model after the last epoch, float32, the same function for both).
 
-Then the inference images/s of ``evaluate``'s reconstruction and of ``denoise``'s network path, for the
+Then the inference images/s of ``evaluate``'s reconstruction, of ``denoise``'s network path and of
+``anomaly``'s whole scoring (network, image scores, pixel-level metrics where there are masks), for the
 study's AE and the small ``skipae`` denoiser (channels 8-64), in float32 and in the machine's precision.
 
     python benchmarks/train_throughput.py [--data ../shared/data/brain-tumor-mri] [--epochs 2] [--rounds 3] [--tag cpu]
@@ -148,14 +149,16 @@ def worker_brainae(args, cfg, ds, device) -> dict:
 
 
 def worker_inference(args, cfg, ds, device) -> dict:
-    """Images/s of evaluate's reconstruction and denoise's network path, float32 and the machine's precision."""
+    """Images/s of evaluate's reconstruction, denoise's network path and anomaly's scoring, float32 and the machine's precision."""
+    from brainae.evaluation.anomaly import anomaly_scores, default_normal
     from brainae.evaluation.denoise import network_denoiser
     from brainae.evaluation.evaluate import reconstruct
     from brainae.models import build_model
     from brainae.training.precision import inference_precision
 
-    images = ds.split("val").images
-    images = np.concatenate([images] * max(1, -(-args.infer_images // len(images))))[:args.infer_images]
+    val = ds.split("val")
+    images = np.concatenate([val.images] * max(1, -(-args.infer_images // len(val))))[:args.infer_images]
+    normal = default_normal(val.classes)
     small = build_config("skipae", preset="seed", data=args.data)
     small.model.channels, small.model.skips = [8, 16, 32, 64], [0, 1, 2]
     nets = {"study AE (ae)": build_model(cfg.model, cfg.data.image_size),
@@ -168,7 +171,11 @@ def worker_inference(args, cfg, ds, device) -> dict:
         for precision in ("32", "auto"):
             os.environ["BRAINAE_INFERENCE_PRECISION"] = precision
             row = {"precision": inference_precision(device)}
-            for path, fn in (("evaluate", lambda: reconstruct(net, images)), ("denoise", lambda: denoise(noisy))):
+            # anomaly: the whole of anomaly_scores (network, the four image scores and, where the data has
+            # tumour masks, the pixel-level metrics) over the validation split
+            for path, fn, n in (("evaluate", lambda: reconstruct(net, images), len(images)),
+                                ("denoise", lambda: denoise(noisy), len(images)),
+                                ("anomaly", lambda: anomaly_scores(net, val, normal), len(val))):
                 fn()  # warm-up
                 rates = []
                 for _ in range(args.infer_repeats):
@@ -176,11 +183,11 @@ def worker_inference(args, cfg, ds, device) -> dict:
                     t = time.perf_counter()
                     fn()
                     sync(device)
-                    rates.append(len(images) / (time.perf_counter() - t))
+                    rates.append(n / (time.perf_counter() - t))
                 row[f"{path}_images_per_second"] = round(statistics.median(rates), 1)
             result.setdefault(name, {})[precision] = row
     os.environ.pop("BRAINAE_INFERENCE_PRECISION", None)
-    return {"images": len(images), "networks": result}
+    return {"images": len(images), "anomaly_images": len(val), "networks": result}
 
 
 def run_worker(args) -> int:
@@ -253,7 +260,7 @@ def markdown(record: dict) -> str:
     if record.get("inference"):
         lines += ["", "| network | path | float32 images/s | machine precision | images/s |", "| --- | --- | --- | --- | --- |"]
         for name, by in record["inference"]["networks"].items():
-            for path in ("evaluate", "denoise"):
+            for path in ("evaluate", "denoise", "anomaly"):
                 lines.append(f"| {name} | `{path}` | {by['32'][f'{path}_images_per_second']} | {by['auto']['precision']} | "
                              f"{by['auto'][f'{path}_images_per_second']} |")
     return "\n".join(lines) + "\n"

@@ -40,6 +40,43 @@ def test_auroc_matches_pairwise_counting_with_ties():
     assert auroc(s, y) == pytest.approx(brute_auroc(s, y))
 
 
+def test_auroc_is_the_rank_statistic_to_the_last_bit_and_one_sort_gives_every_metric():
+    from scipy.stats import rankdata
+
+    from brainae.evaluation.anomaly import ranking_metrics
+
+    rng = np.random.default_rng(1)
+    s = np.round(rng.random(200_000), 3)  # a thousand distinct values: ties everywhere, as in smoothed residuals
+    y = rng.random(len(s)) < 0.2 + 0.3 * s
+    n1, n0 = int(y.sum()), int((~y).sum())
+    assert auroc(s, y) == (rankdata(s)[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+    assert ranking_metrics(s, y) == {"auroc": auroc(s, y), "auprc": average_precision(s, y),
+                                     "best_dice": best_dice(s, y)[0], "dice_threshold": best_dice(s, y)[1]}
+    assert np.isnan(ranking_metrics(s, np.zeros(len(s), bool))["auroc"])
+    assert np.isnan(auroc(np.zeros(0), np.zeros(0, bool)))
+
+
+def test_stacked_filters_give_the_per_image_numbers():
+    """ssim_maps and blur_each work on a whole stack in one call; they must equal scikit-image's SSIM and
+    scipy's blur image by image, which is what the anomaly scores were defined with."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.metrics import structural_similarity
+
+    from brainae.evaluation.anomaly import blur_each, ssim_maps
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        x = rng.random((5, 40, 36)).astype(dtype)
+        r = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1).astype(dtype)
+        maps = ssim_maps(x, r, chunk=2)  # chunks that do not divide the stack
+        assert maps.dtype == dtype
+        for i in range(len(x)):
+            _, ref = structural_similarity(x[i], r[i], data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                           use_sample_covariance=False, full=True)
+            np.testing.assert_array_equal(maps[i], ref)
+            np.testing.assert_array_equal(blur_each(x, 1.0)[i], gaussian_filter(x[i], 1.0))
+
+
 def test_mse_detail_does_not_rank_images_by_their_own_fine_detail():
     """A 'model' that only blurs: plain mse ranks the detailed (noisier, sharper) images first, as on the
     real data where that ranks by source; mse_detail scores every image 1."""

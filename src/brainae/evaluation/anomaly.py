@@ -46,24 +46,32 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
         >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
         0.75
     """
-    s, y = np.asarray(scores, float).ravel(), np.asarray(labels, bool).ravel()
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based mean rank of each distinct value
-    ranks = avg_rank[inverse]
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    _, tp, k, n_pos = _ranked_counts(scores, labels)
+    return _auroc(tp, k, n_pos)
 
 
 def _ranked_counts(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(thresholds, true positives, predicted positives) at every distinct score, high to low; and #positives."""
     s, y = np.asarray(scores, float).ravel(), np.asarray(labels, bool).ravel()
-    order = np.argsort(-s, kind="mergesort")
+    if not len(s):
+        return s, np.zeros(0, np.int64), np.zeros(0, np.int64), 0
+    order = np.argsort(-s)  # not a stable sort: only where each group of tied scores ends is read
     s, y = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each tie group
     return s[last], np.cumsum(y)[last], last + 1, int(y.sum())
+
+
+def _auroc(tp: np.ndarray, k: np.ndarray, n_pos: int) -> float:
+    """AUROC from ``_ranked_counts``: the ROC curve's trapezoids, a tie group's diagonal step counting half.
+
+    The sum is of integers (exact), so this equals the rank-based Mann-Whitney statistic to the last bit.
+    """
+    n_neg = int(k[-1]) - n_pos if len(k) else 0
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    fp = k - tp
+    twice_area = np.sum(np.diff(fp, prepend=0) * (tp + np.r_[0, tp[:-1]]))
+    return float(twice_area / 2.0 / (n_pos * n_neg))
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -95,6 +103,23 @@ def best_dice(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     return float(dice[i]), float(thr[i])
 
 
+def ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """AUROC, AUPRC and the best Dice (with its threshold) of ``scores`` against ``labels``, from one sort:
+    the pixel level ranks millions of pixels, and each metric sorting them again tripled its time.
+
+    Example:
+        >>> ranking_metrics(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))["best_dice"]
+        0.8
+    """
+    thr, tp, k, n_pos = _ranked_counts(scores, labels)
+    if n_pos == 0:
+        return {"auroc": float("nan"), "auprc": float("nan"), "best_dice": float("nan"), "dice_threshold": float("nan")}
+    dice = 2 * tp / (k + n_pos)
+    i = int(np.argmax(dice))
+    return {"auroc": _auroc(tp, k, n_pos), "auprc": float(np.sum(np.diff(np.r_[0.0, tp / n_pos]) * (tp / k))),
+            "best_dice": float(dice[i]), "dice_threshold": float(thr[i])}
+
+
 def bottleneck_warning(model: torch.nn.Module) -> Optional[str]:
     """One line if ``model`` bypasses its bottleneck (see the module docstring), else None.
 
@@ -123,26 +148,48 @@ def detail_energy(images: np.ndarray, brains: np.ndarray, sigma: float = DETAIL_
         >>> float(detail_energy(flat, flat > 0)[0])
         0.0
     """
+    detail = images - blur_each(images, sigma)
+    out = np.zeros(len(images))
+    for i, (d, b) in enumerate(zip(detail, brains)):
+        b = b if b.any() else np.ones_like(b)
+        out[i] = float(np.mean(d[b] ** 2))
+    return out
+
+
+def blur_each(images: np.ndarray, sigma: float, **kwargs) -> np.ndarray:
+    """A Gaussian blur of every image of a stack (N, H, W) in one call: the same numbers as blurring them
+    one by one (scipy filters each axis in turn, and the stack's axis is left alone), at a fraction of the
+    per-call overhead."""
     from scipy.ndimage import gaussian_filter
 
-    out = np.zeros(len(images))
-    for i, (x, b) in enumerate(zip(images, brains)):
-        b = b if b.any() else np.ones_like(b)
-        out[i] = float(np.mean((x - gaussian_filter(x, sigma))[b] ** 2))
+    return gaussian_filter(images, sigma=(0.0,) + (sigma,) * (images.ndim - 1), **kwargs)
+
+
+def ssim_maps(images: np.ndarray, recons: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Local SSIM maps (N, H, W) of float images in [0, 1]: scikit-image's ``structural_similarity(x, r,
+    data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)`` per image,
+    computed here on stacks because that function takes one image per call, which made it most of the
+    anomaly scores' time. Its formula and filter arguments are repeated exactly; a test compares the two."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2  # (K1 * data_range) ** 2, (K2 * data_range) ** 2 at scikit-image's K1, K2
+    out = np.empty(images.shape, np.result_type(images.dtype, recons.dtype, np.float32))
+    for i in range(0, len(images), chunk):
+        x, y = images[i:i + chunk].astype(out.dtype, copy=False), recons[i:i + chunk].astype(out.dtype, copy=False)
+        blur = lambda a: blur_each(a, 1.5, truncate=3.5, mode="reflect")  # noqa: E731
+        ux, uy = blur(x), blur(y)
+        vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+        a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, ux ** 2 + uy ** 2 + c1, vx + vy + c2
+        out[i:i + chunk] = (a1 * a2) / (b1 * b2)
     return out
 
 
 def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> dict[str, np.ndarray]:
     """The per-image scores of SCORES (see the module docstring); float images (N, H, W) in [0, 1]."""
-    from skimage.metrics import structural_similarity
-
     res = np.abs(images - recons)
+    smaps = ssim_maps(images, recons)
     out = {k: np.zeros(len(images)) for k in SCORES}
-    for i, (x, r, b) in enumerate(zip(images, recons, brains)):
+    for i, (smap, b) in enumerate(zip(smaps, brains)):
         b = b if b.any() else np.ones_like(b)
         out["mse"][i] = float(np.mean(res[i][b] ** 2))
-        _, smap = structural_similarity(x, r, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False, full=True)
         out["ssim"][i] = 1.0 - float(np.mean(smap[b]))
         out["p99"][i] = float(np.percentile(res[i][b], 99))
     out["mse_detail"] = out["mse"] / np.maximum(detail_energy(images, brains), 1e-8)  # 1e-8: a flat image
@@ -151,9 +198,7 @@ def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> 
 
 def residual_maps(images: np.ndarray, recons: np.ndarray) -> np.ndarray:
     """|input - reconstruction| smoothed by a Gaussian of 1 pixel: isolated noisy pixels are not tumours."""
-    from scipy.ndimage import gaussian_filter
-
-    return np.stack([gaussian_filter(np.abs(x - r), 1.0) for x, r in zip(images, recons)])
+    return blur_each(np.abs(images - recons), 1.0)
 
 
 @torch.no_grad()
@@ -201,9 +246,7 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
         if len(values) > max_pixels:
             pick = np.random.default_rng(seed).choice(len(values), max_pixels, replace=False)
             values, truth = values[pick], truth[pick]
-        dice, thr = best_dice(values, truth)
-        result["pixel_level"] = {"auroc": auroc(values, truth), "auprc": average_precision(values, truth),
-                                 "best_dice": dice, "dice_threshold": thr, "pixels": int(len(values)),
+        result["pixel_level"] = {**ranking_metrics(values, truth), "pixels": int(len(values)),
                                  "tumor_pixels": int(truth.sum())}
     arrays = {"images": images, "recons": recons, "residuals": residuals, "scores": scores, "is_anomaly": is_anomaly}
     return result, arrays
