@@ -82,6 +82,10 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
         0.8333
     """
     _, tp, k, n_pos = _ranked_counts(scores, labels)
+    return _average_precision(tp, k, n_pos)
+
+
+def _average_precision(tp: np.ndarray, k: np.ndarray, n_pos: int) -> float:
     if n_pos == 0:
         return float("nan")
     precision, recall = tp / k, tp / n_pos
@@ -95,7 +99,10 @@ def best_dice(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         >>> best_dice(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
         (0.8, 0.35)
     """
-    thr, tp, k, n_pos = _ranked_counts(scores, labels)
+    return _best_dice(*_ranked_counts(scores, labels))
+
+
+def _best_dice(thr: np.ndarray, tp: np.ndarray, k: np.ndarray, n_pos: int) -> tuple[float, float]:
     if n_pos == 0:
         return float("nan"), float("nan")
     dice = 2 * tp / (k + n_pos)
@@ -112,12 +119,9 @@ def ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         0.8
     """
     thr, tp, k, n_pos = _ranked_counts(scores, labels)
-    if n_pos == 0:
-        return {"auroc": float("nan"), "auprc": float("nan"), "best_dice": float("nan"), "dice_threshold": float("nan")}
-    dice = 2 * tp / (k + n_pos)
-    i = int(np.argmax(dice))
-    return {"auroc": _auroc(tp, k, n_pos), "auprc": float(np.sum(np.diff(np.r_[0.0, tp / n_pos]) * (tp / k))),
-            "best_dice": float(dice[i]), "dice_threshold": float(thr[i])}
+    dice, threshold = _best_dice(thr, tp, k, n_pos)
+    return {"auroc": _auroc(tp, k, n_pos), "auprc": _average_precision(tp, k, n_pos), "best_dice": dice,
+            "dice_threshold": threshold}
 
 
 def bottleneck_warning(model: torch.nn.Module) -> Optional[str]:
@@ -172,9 +176,12 @@ def ssim_maps(images: np.ndarray, recons: np.ndarray, chunk: int = 256) -> np.nd
     anomaly scores' time. Its formula and filter arguments are repeated exactly; a test compares the two."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2  # (K1 * data_range) ** 2, (K2 * data_range) ** 2 at scikit-image's K1, K2
     out = np.empty(images.shape, np.result_type(images.dtype, recons.dtype, np.float32))
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return blur_each(a, 1.5, truncate=3.5, mode="reflect")
+
     for i in range(0, len(images), chunk):
         x, y = images[i:i + chunk].astype(out.dtype, copy=False), recons[i:i + chunk].astype(out.dtype, copy=False)
-        blur = lambda a: blur_each(a, 1.5, truncate=3.5, mode="reflect")  # noqa: E731
         ux, uy = blur(x), blur(y)
         vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
         a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, ux ** 2 + uy ** 2 + c1, vx + vy + c2
