@@ -83,10 +83,21 @@ print(json.dumps(statistics.median(rates)))
 """
 
 
-def median_step(kwargs: dict, batch: int, steps: int, tuned: bool) -> float:
-    out = subprocess.run([sys.executable, "-c", STEP, json.dumps([kwargs, batch, steps, tuned])],
-                         check=True, capture_output=True, text=True)
+def run_fresh(code: str, args: list) -> float:
+    """The number a fresh interpreter running ``code`` prints last."""
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def alternate(rounds: int, measure) -> dict:
+    """``measure(tuned)`` ``rounds`` times per setting, alternating: the median of each and the speed-up."""
+    rates = {"default": [], "tuned": []}
+    for _ in range(rounds):
+        for setting in rates:
+            rates[setting].append(measure(setting == "tuned"))
+    row = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
+    row["speed-up"] = round(row["tuned"] / row["default"], 2)
+    return row
 
 
 def main() -> int:
@@ -95,25 +106,12 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=40, help="timed steps per process (after 5 warm-up steps)")
     ap.add_argument("--passes", type=int, default=5, help="timed inference passes over 512 images per process")
     args = ap.parse_args()
-    rows = {}
+    rows, inference = {}, {}
     for name, (kwargs, batch) in NETWORKS.items():
-        rates = {"default": [], "tuned": []}
-        for _ in range(args.rounds):
-            for setting in rates:
-                rates[setting].append(batch / median_step(kwargs, batch, args.steps, setting == "tuned"))
-        rows[name] = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
-        rows[name]["speed-up"] = round(rows[name]["tuned"] / rows[name]["default"], 2)
+        rows[name] = alternate(args.rounds, lambda tuned: batch / run_fresh(STEP, [kwargs, batch, args.steps, tuned]))
         print(name, rows[name], flush=True)
-    inference = {}
     for name, net in INFERENCE.items():
-        rates = {"default": [], "tuned": []}
-        for _ in range(args.rounds):
-            for setting in rates:
-                out = subprocess.run([sys.executable, "-c", INFER, json.dumps([net, args.passes, setting == "tuned"])],
-                                     check=True, capture_output=True, text=True)
-                rates[setting].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        inference[name] = {k: round(float(np.median(v)), 1) for k, v in rates.items()}
-        inference[name]["speed-up"] = round(inference[name]["tuned"] / inference[name]["default"], 2)
+        inference[name] = alternate(args.rounds, lambda tuned: run_fresh(INFER, [net, args.passes, tuned]))
         print(name, inference[name], flush=True)
     res = {"machine": machine(), "command": command_line("malloc_step.py").strip(), "rounds": args.rounds, "steps": args.steps,
            "unit": "training images/s, median step of each process, median over processes", "networks": rows,

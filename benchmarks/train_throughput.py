@@ -218,9 +218,12 @@ def spawn(args, worker: str, seed: int, dest: Path) -> dict:
 
 def summarise(runs: dict[str, list[dict]], skip_first: bool = True) -> dict:
     """Per engine: the median images/s over all windows but each run's first, memory and validation losses."""
+    def timed(run: dict) -> list[float]:
+        return run["rates"][1:] if skip_first else run["rates"]
+
     out = {}
     for engine, rs in runs.items():
-        rates = [r for run in rs for r in (run["rates"][1:] if skip_first else run["rates"])]
+        rates = [r for run in rs for r in timed(run)]
         out[engine] = {
             "images_per_second": round(statistics.median(rates), 1) if rates else None,
             "windows": len(rates),
@@ -234,9 +237,8 @@ def summarise(runs: dict[str, list[dict]], skip_first: bool = True) -> dict:
     if plain and ours and plain["images_per_second"] and ours["images_per_second"]:
         ours["speedup_vs_plain"] = round(ours["images_per_second"] / plain["images_per_second"], 2)
         # each round's two runs ran back to back, so their ratio is the least touched by the machine's load drifting
-        ours["speedup_per_round"] = [
-            round(statistics.median(b["rates"][1:]) / statistics.median(p["rates"][1:]), 2)
-            for p, b in zip(runs["plain"], runs["brainae"]) if len(p["rates"]) > 1 and len(b["rates"]) > 1]
+        ours["speedup_per_round"] = [round(statistics.median(timed(b)) / statistics.median(timed(p)), 2)
+                                     for p, b in zip(runs["plain"], runs["brainae"]) if timed(p) and timed(b)]
         ours["val_loss_vs_plain"] = round(float(np.mean(ours["val_loss"]) / np.mean(plain["val_loss"]) - 1), 4)
     return out
 
