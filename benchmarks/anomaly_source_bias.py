@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_real import machine, without_option  # noqa: E402
+from train_real import command_line, machine, portable_path, without_option  # noqa: E402
 
 from brainae.config import DataConfig  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
@@ -127,7 +127,7 @@ def run_scores(run: Path, test, normal: str) -> tuple[dict, dict]:
 
     model, cfg = load_run(run)
     result, arrays = anomaly_scores(model, test, normal)
-    about = {"run": str(run), "model": cfg.model.name, "trained_on": cfg.train.normal_only or "all classes",
+    about = {"run": portable_path(run), "model": cfg.model.name, "trained_on": cfg.train.normal_only or "all classes",
              "epochs": cfg.train.epochs, "noise": cfg.train.noise or "none"}
     return about, arrays["scores"]
 
@@ -221,8 +221,8 @@ def main() -> int:
         "benchmark": "source bias of anomaly scores on the real data (tumour vs no_tumor)",
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/anomaly_source_bias.py " + " ".join(without_option(sys.argv[1:], "--note")),
-        "data": args.data,
+        "command": command_line("anomaly_source_bias.py", without_option(sys.argv[1:], "--note")),
+        "data": portable_path(args.data),
         "split": "test split carved with seed 0 (DataConfig defaults), as the runs and anomaly_real_*.json",
         "n_images": int(len(ds)), "n_test": int(test.sum()), "n_test_tumour": int(y.sum()),
         "headers": head["per_class"],

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine, portable_path  # noqa: E402
 
 from brainae.config import build_config  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
@@ -319,10 +319,10 @@ def main() -> None:
         bm3d = baseline_rows(data, args.denoise_n)
     counts = {s: int((data.splits == s).sum()) for s in ("train", "val")}
     took = f"{(time.time() - start) / 60:.1f} min; load average at the end: {[round(v, 2) for v in os.getloadavg()]}"
-    command = "python " + " ".join(sys.argv)
+    command = command_line("architectures.py")
     result = {
         "machine": machine(), "date": datetime.date.today().isoformat(), "command": command,
-        "setup": (f"{args.data} at 128x128, split seed 0: {counts['train']} training / {counts['val']} validation images; "
+        "setup": (f"{portable_path(args.data)} at 128x128, split seed 0: {counts['train']} training / {counts['val']} validation images; "
                   f"{args.epochs} epochs per variant; {sample_text(args.denoise_n, data.split('val'))}; torch threads {torch.get_num_threads()}; total {took}."),
         "rows": rows, "bm3d": bm3d,
     }

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_real import machine, without_option  # noqa: E402
+from train_real import command_line, machine, portable_path, without_option  # noqa: E402
 
 from brainae.evaluation.denoise import DEFAULT_BASELINES, format_denoise_table, run_denoise  # noqa: E402
 
@@ -123,13 +123,14 @@ def main() -> int:
         "benchmark": "DAE vs BM3D and scikit-image denoisers, Gaussian noise, held-out real MRI (128x128)",
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/denoise_bench.py " + " ".join(without_option(sys.argv[1:], "--dae-trained")),
-        "dae_trained": args.dae_trained or str(run),
+        "command": command_line("denoise_bench.py", without_option(sys.argv[1:], "--dae-trained")),
+        "dae_trained": args.dae_trained or portable_path(run),
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "goals": goals(result, dae),
     }
     results_dir = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
     results_dir.mkdir(parents=True, exist_ok=True)
+    result["data"] = portable_path(result["data"])
     keep = {k: v for k, v in result.items() if k not in ("out_dir", "figures", "runs")}
     (results_dir / f"denoise_bench_{args.tag}.json").write_text(json.dumps({**meta, **keep}, indent=2))
     (results_dir / f"denoise_bench_{args.tag}.md").write_text(markdown(result, meta))

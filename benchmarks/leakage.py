@@ -36,7 +36,7 @@ from brainae.training.train import train
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine  # noqa: E402
 
 NEAR = 2  # data inspect's default, and data.near_threshold's
 PUBLIC_TEST, PUBLIC_SHARED = 394, 88  # the public dataset's Testing folder and its files also in Training
@@ -163,7 +163,7 @@ def main() -> int:
         print(f"no data at {data}", file=sys.stderr)
         return 2
     res = {"data": "brain-tumor-mri/Training" if data.resolve() == DEFAULT_DATA.resolve() else data.name,
-           "machine": machine(), "command": " ".join(["python benchmarks/leakage.py", *sys.argv[1:]]),
+           "machine": machine(), "command": command_line("leakage.py"),
            "near_threshold": NEAR, "epochs": args.epochs}
     res["carved_splits"] = carved_splits(str(data))
     print(json.dumps(res["carved_splits"], indent=1))

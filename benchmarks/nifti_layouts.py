@@ -26,7 +26,7 @@ from brainae.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine  # noqa: E402
 
 
 def split_counts(root: Path) -> dict:
@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--modality", default="flair", help="the image the detector sees (FLAIR shows edema bright)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "nifti_layouts_cpu"))
     args = ap.parse_args()
-    res = {"machine": machine(), "command": " ".join(["python benchmarks/nifti_layouts.py", *sys.argv[1:]]),
+    res = {"machine": machine(), "command": command_line("nifti_layouts.py"),
            "data": f"brainae data synth, {args.subjects} subjects per layout, seed 0"}
     with tempfile.TemporaryDirectory() as tmp:
         for layout in ("brats", "bids"):

@@ -61,7 +61,7 @@ ACCOUNTINGS = {
                  "reuses a repeated configuration's result): the strictest"),
 }
 sys.path.insert(0, str(Path(__file__).parent))
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine, portable_path  # noqa: E402
 
 
 def main() -> int:
@@ -129,11 +129,11 @@ def main() -> int:
 
     result = {
         "machine": machine(), "torch_threads": args.threads,
-        "data": f"{args.data} (Training folder), {args.image_size}x{args.image_size}, "
+        "data": f"{portable_path(args.data)} (Training folder), {args.image_size}x{args.image_size}, "
                 f"{int((data.splits == 'train').sum())} train / {int((data.splits == 'val').sum())} val images",
         "model": "ae (the study's network)", "space": [r["key"] + " " + r["values"] for r in space.table()],
         "trials": args.trials, "epochs_per_trial": args.epochs, "seeds": args.seeds, "tolerance": args.tolerance,
-        "command": "python benchmarks/sweep_efficiency.py " + " ".join(sys.argv[1:]),
+        "command": command_line("sweep_efficiency.py"),
         "total_seconds": round(time.perf_counter() - start_all, 1),
     }
     analyse(result, runs, table, curves, space, args)
@@ -158,7 +158,7 @@ def reanalyse(args: argparse.Namespace) -> int:
     result = {k: old[k] for k in ("machine", "torch_threads", "data", "model", "space", "trials", "epochs_per_trial",
                                   "seeds", "command", "total_seconds")}
     result["tolerance"] = args.tolerance
-    result["reanalysed_with"] = "python benchmarks/sweep_efficiency.py " + " ".join(sys.argv[1:])
+    result["reanalysed_with"] = command_line("sweep_efficiency.py")
     analyse(result, runs, table, curves, space, args)
     return 0
 
@@ -195,14 +195,17 @@ def analyse(result: dict, runs: list[dict], table: dict, curves: dict, space: Sp
         "note": "a TPE trial that repeats an earlier configuration costs 0 epochs (brainae sweep reuses the earlier "
                 "result); random search is charged as each accounting says",
         "pruners": {p: _describe(make_pruner(p, args.epochs)) for p in args.pruners},
-        "tpe": _describe(make_sampler("tpe", space, 0, args.trials)) + ", n_startup_trials = trials // 3 within [3, 10]",
+        # the sampler each trial gets (TrialSampler makes one per trial, seeded from the seed and the trial number)
+        "tpe": (_describe(make_sampler("tpe", space, 0, args.trials)._inner) + ", n_startup_trials = trials // 3 "
+                "within [3, 10], made afresh for every trial with a seed drawn from (seed, trial number)"),
         "summary": summary, "runs": runs,
         "replay": {"seeds": f"0..{args.replay_seeds - 1}", "reproduces_real_runs": not mismatches,
                    "mismatches": mismatches, "rows": replay_rows},
         "grid": {_key_str(k): v for k, v in sorted(table.items(), key=lambda kv: kv[1])},
         "grid_curves": {_key_str(k): c for k, c in curves.items()},  # loss per epoch, in training order
     })
-    res_dir = ROOT / "benchmarks" / "results"
+    res_dir = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
+    res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / f"sweep_efficiency_{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     md = markdown(result, args)
     (res_dir / f"sweep_efficiency_{args.tag}.md").write_text(md)

@@ -56,10 +56,27 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
-def command_line(script: str) -> str:
-    """How this run was started, with absolute paths made relative to the repository (results name no machine's paths)."""
-    return f"python benchmarks/{script} " + " ".join(a if not a.startswith("/") else os.path.relpath(a, ROOT)
-                                                   for a in sys.argv[1:])
+def portable_path(path: str | Path) -> str:
+    """A path as a results file may record it: relative to the repository where it lies in or beside it
+    (the real data in ``../shared``), ``<tmp>/...`` in the temporary folder (a scratch run folder), else
+    ``<outside>/`` and its last two parts."""
+    p, tmp = Path(path).absolute(), Path(tempfile.gettempdir())
+    if p.is_relative_to(ROOT):
+        return os.path.relpath(p, ROOT)
+    if p.is_relative_to(tmp):
+        return "/".join(["<tmp>", *p.relative_to(tmp).parts])
+    if p.is_relative_to(ROOT.parent):
+        return os.path.relpath(p, ROOT)
+    return "/".join(["<outside>", *p.parts[-2:]])
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """How this run was started, with absolute paths made portable (results name no machine's paths)."""
+    args = sys.argv[1:] if argv is None else argv
+    def portable(arg: str) -> str:
+        option, eq, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        return option + eq + (portable_path(value) if value.startswith("/") else value)
+    return f"python benchmarks/{script} " + " ".join(portable(a) for a in args)
 
 
 def data_name(spec: str) -> str:

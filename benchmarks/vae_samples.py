@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 from architectures import DEFAULT_DATA  # noqa: E402
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine  # noqa: E402
 
 from brainae.config import build_config  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> None:
     (args.out / f"vae_samples_{args.tag}_best.png").write_bytes(figure_png(best_figure(models[best], best, train), dpi=72))
 
     result = {
-        "machine": machine(), "date": datetime.date.today().isoformat(), "command": "python " + " ".join(sys.argv),
+        "machine": machine(), "date": datetime.date.today().isoformat(), "command": command_line("vae_samples.py"),
         "setup": (f"{n} samples per sampler, against the {n} validation images; features: the {FEATURES} encoder, "
                   f"top {FEATURE_DIMS} principal directions of its training codes; copying checked against the "
                   f"{len(train)} training images. Every mixture ({args.components} components) fitted by this script to the "

@@ -1,4 +1,5 @@
 """The accounting of the benchmark scripts whose numbers decide the issues' goals (no training here)."""
+import re
 import sys
 from pathlib import Path
 
@@ -113,3 +114,30 @@ def test_diagonal_draws_match_each_units_spread_but_not_their_correlation():
     draws = vae_samples.diagonal_draws(prior, 4000, torch.Generator().manual_seed(1))
     assert torch.allclose(draws.std(dim=0), torch.tensor([1.0, 2.0]), rtol=0.1)
     assert abs(float(torch.corrcoef(draws.T)[0, 1])) < 0.1
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+MACHINE_PATH = re.compile(r"(?<![\w.<>])/(?:work|tmp|home|root|mnt|Users|scratch|var)/|\.\./\.\./")
+
+
+def test_results_files_name_no_machine_paths():
+    found = [f"{f.relative_to(RESULTS)}: {m.group(0)}"
+             for f in sorted(RESULTS.rglob("*")) if f.is_file() and f.suffix in (".json", ".md", ".log", ".csv", ".txt")
+             for m in [MACHINE_PATH.search(f.read_text(errors="replace"))] if m]
+    assert not found, found
+
+
+def test_command_lines_record_portable_paths(monkeypatch, tmp_path):
+    train_real = pytest.importorskip("train_real")
+    monkeypatch.setattr(train_real.tempfile, "gettempdir", lambda: str(tmp_path))
+    beside = train_real.ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+    assert train_real.portable_path(beside) == "../shared/data/brain-tumor-mri"
+    assert train_real.portable_path(train_real.ROOT / "benchmarks") == "benchmarks"
+    assert train_real.portable_path(tmp_path / "arch" / "runs") == "<tmp>/arch/runs"
+    elsewhere = Path("/nowhere-like-this/mri/Training")
+    if not elsewhere.is_relative_to(train_real.ROOT.parent):
+        assert train_real.portable_path(elsewhere) == "<outside>/mri/Training"
+    argv = ["--work", str(tmp_path / "runs"), f"--data={beside}", "--epochs", "6"]
+    assert train_real.command_line("architectures.py", argv) == (
+        "python benchmarks/architectures.py --work <tmp>/runs --data=../shared/data/brain-tumor-mri --epochs 6")
+    assert not MACHINE_PATH.search(train_real.command_line("architectures.py", argv))
