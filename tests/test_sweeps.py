@@ -65,6 +65,9 @@ def test_sweep_with_pruning_writes_results_figures_and_best_run(sweep4):
         assert (opts.out / f).stat().st_size > 1000, f
     assert (opts.out / "best" / "checkpoints" / "best.ckpt").is_file()
     assert not list((opts.out / "trials").glob("*/checkpoints"))[1:]  # only the best trial keeps checkpoints
+    for ckpt in ("best.ckpt", "last.ckpt"):  # best/ links the trial's checkpoints: one copy on disk
+        assert (opts.out / "best" / "checkpoints" / ckpt).samefile(opts.out / "trials" / "0000" / "checkpoints" / ckpt)
+    assert not (opts.out / "best" / "config.yaml").samefile(opts.out / "trials" / "0000" / "config.yaml")
     assert (opts.out / "best" / "weights" / "best.safetensors").is_file()  # written for the copy alone
     assert not list((opts.out / "trials").glob("*/weights"))
 

@@ -59,6 +59,8 @@ def test_run_folder_describes_itself(tmp_path):
     assert result["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
     ckpt = torch.load(out / "checkpoints/best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["config"]["model"]["name"] == "vae"
+    # best.ckpt is for using the network, last.ckpt for resuming: only last carries the optimiser state
+    assert "optimizer_states" not in ckpt and torch.load(out / "checkpoints/last.ckpt", weights_only=True)["optimizer_states"]
     assert not list(out.rglob("*.tmp"))
 
 

@@ -162,6 +162,9 @@ def test_optimizer_schedule_and_ema_train(tmp_path):
     assert not torch.equal(ckpt["state_dict"][key], ckpt["current_model_state"][key])
     sched = ckpt["lr_schedulers"][0]
     assert sched["_step_count"] > 1 and sched["total_steps"] == sched["_step_count"] - 1
+    # best.ckpt too holds the averaged weights (a weights-only save would skip the callback that puts them there)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    assert "current_model_state" in best
 
 
 def test_early_stopping_stops_before_the_budget(tmp_path):

@@ -90,6 +90,18 @@ def drop_weights(trial_dir: Path) -> None:
         shutil.rmtree(trial_dir / name, ignore_errors=True)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """Checkpoints and weights as hard links (no second copy on disk: they are only ever replaced whole, by
+    a rename, never written in place); every other file, and any file where links fail, copied."""
+    if Path(src).suffix in (".ckpt", ".safetensors"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another file system, or one without hard links
+            pass
+    shutil.copy2(src, dst)
+
+
 def copy_best(summary: dict, out: Path) -> Optional[str]:
     """Copy the best trial's run folder (with its checkpoints, plus slim weights) to DIR/best, replacing an older copy."""
     best = summary.get("best")
@@ -100,7 +112,7 @@ def copy_best(summary: dict, out: Path) -> Optional[str]:
         return None  # run on another machine, or its checkpoints were removed
     tmp, dest = out / ".best.tmp", out / "best"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
+    shutil.copytree(src, tmp, copy_function=_link_or_copy)
     from brainae.training.run import run_config, write_best_weights  # here: it brings torch, which the rest needs not
 
     write_best_weights(tmp, run_config(tmp))  # the trials skip them (see objective)
