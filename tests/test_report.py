@@ -35,6 +35,8 @@ def test_read_me_first_opens_the_report_with_what_ran_results_and_flags(html, st
     what_ran = {row[0]: row[1] for row in readme.tables[0]}
     assert {"preset", "data", "epochs", "sweep", "wall time"} <= set(what_ran) and what_ran["preset"].startswith("quick")
     results = {r["model"]: r for r in readme.table_with("test PSNR (dB)")}
+    pca = results.pop(next(m for m in results if m.startswith("PCA, ")))  # the linear baseline's row
+    assert pca["best epoch / epochs"] == "no training" and float(pca["test PSNR (dB)"].split()[0]) > 0
     assert set(results) == {"AE", "VAE"} and all(r["best epoch / epochs"] == "1 / 1" for r in results.values())
     assert all(float(r["test SSIM"].split()[0]) > 0 for r in results.values())
     # one epoch: the best epoch is the last, and a 3-trial sweep cannot rank parameters

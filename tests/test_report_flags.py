@@ -25,12 +25,34 @@ def test_every_flag_has_the_fields_the_report_reads():
     found = flags.all_flags({"ae": history(3.0, 2.0)}, {"ae": {"diverged": True}},
                             latent={"ae": {"effective_dims": 1.0, "pc1": 1.0, "dim": 8, "active_units": None}},
                             sweeps={"ae": {"states": {"complete": 1}, "importances": {"values": {}}}},
-                            anomaly=({"ae": {"mse": 0.7}}, {"ae": {"mse": 0.7}}))
-    assert ids(found) == ["not_converged", "diverged", "collapsed_latent", "sweep_too_small", "untrained_anomaly"]
+                            anomaly=({"ae": {"mse": 0.7}}, {"ae": {"mse": 0.7}}),
+                            linear=({"ae": psnr_row(20.0)}, psnr_row(21.5)))
+    assert ids(found) == ["not_converged", "diverged", "below_linear", "collapsed_latent", "sweep_too_small",
+                          "untrained_anomaly"]
     for f in found:
         assert set(f) == {"id", "section", "fold", "models", "title", "text", "warning"}
         assert f["models"] == ["ae"] and f["text"].count(". ") == 0  # one sentence
-        assert f["section"] in ("training", "latent", "sweeps", "anomaly")
+        assert f["section"] in ("training", "comparison", "latent", "sweeps", "anomaly")
+
+
+def psnr_row(db, **facts):
+    return {"psnr": {"mean": db, "ci95": [db - 0.3, db + 0.3]}, "latent_dim": 512, **facts}
+
+
+# --- below a linear code -----------------------------------------------------------------------
+
+def test_below_linear_names_the_bottleneck_models_at_or_under_the_pca_row():
+    found = flags.below_linear({"ae": psnr_row(24.16), "resae": psnr_row(24.6), "deep": psnr_row(27.0)}, psnr_row(24.6))
+    assert ids(found) == ["below_linear"] and found[0]["models"] == ["ae", "resae"]  # equal counts as not better
+    assert "AE 24.16 dB" in found[0]["text"] and "24.60 dB for PCA with 512 components" in found[0]["text"]
+
+
+def test_below_linear_spares_variational_and_bypassing_models_and_a_missing_baseline():
+    results = {"vae": psnr_row(20.0, variational=True), "unet": psnr_row(20.0, bypasses_bottleneck=True)}
+    assert flags.below_linear(results, psnr_row(24.6)) == []
+    assert flags.below_linear({"ae": psnr_row(20.0)}, None) == []
+    assert flags.below_linear({"ae": psnr_row(float("nan"))}, psnr_row(24.6)) == []
+    assert flags.below_linear({"ae": psnr_row(20.0, latent_dim=64)}, psnr_row(24.6)) == []  # PCA codes more numbers
 
 
 # --- not converged -----------------------------------------------------------------------------

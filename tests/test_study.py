@@ -21,6 +21,11 @@ def test_summary_holds_metrics_with_intervals_per_model_and_class(study_dir):
             assert lo <= test[metric]["mean"] <= hi
         assert set(test["per_class"]) == {"no_tumor", "tumor"}
         assert (study_dir / "runs" / name / "eval" / "test.json").is_file()
+    # the linear baseline: as many components as the codes have numbers (or the training images span), same split
+    pca = summary["baselines"]["pca"]
+    n_train = sum(summary["data"]["counts"]["train"].values())
+    assert pca["latent_dim"] == min(summary["models"]["ae"]["test"]["latent_dim"], n_train - 1)
+    assert pca["n"] == summary["models"]["ae"]["test"]["n"] and set(pca["per_class"]) == {"no_tumor", "tumor"}
 
 
 def test_report_is_one_offline_file_with_every_section(study_dir):
@@ -29,7 +34,7 @@ def test_report_is_one_offline_file_with_every_section(study_dir):
     assert {"data", "config", "training", "comparison", "reconstructions"} <= set(sections)
     assert all(sections[s].images >= 1 for s in ("data", "training", "reconstructions"))  # examples, curves, grids
     rows = sections["comparison"].table_with("PSNR (dB)")
-    assert [r["model"] for r in rows] == ["AE", "VAE"] and all(r["n"] == rows[0]["n"] for r in rows)
+    assert [r["model"] for r in rows] == ["AE", "VAE", "PCA (linear baseline)"] and all(r["n"] == rows[0]["n"] for r in rows)
     assert not re.search(r'(src|href)="https?://', html)  # opens offline
 
 
@@ -62,7 +67,10 @@ def test_study_compares_new_architectures_with_their_latent_size_parameters_and_
     assert tests["unet"]["latent_dim"] == 32 * 8 * 8  # the values on its deepest map
     sections = report_sections((out / "report.html").read_text())
     rows = sections["comparison"].table_with("skips bypass the bottleneck")
-    assert {r["model"]: r["skips bypass the bottleneck"] for r in rows} == {"RESAE": "no", "SKIPAE": "yes", "UNET": "yes"}
+    assert {r["model"]: r["skips bypass the bottleneck"] for r in rows} == {
+        "RESAE": "no", "SKIPAE": "yes", "UNET": "yes", "PCA (linear baseline)": "no"}
+    # the baseline codes as many numbers as the bottleneck model (resae; the others bypass theirs)
+    assert rows[-1]["latent size"] == "16"
     # the latent views show only the true bottleneck model
     assert "RESAE" in sections["latent"].text and "UNET" not in sections["latent"].text
 

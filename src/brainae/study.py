@@ -18,6 +18,7 @@ from brainae.data.examples import pick_examples
 from brainae.data.load import load_data
 from brainae.data.types import require_one_channel
 from brainae.errors import BrainaeError
+from brainae.evaluation.baselines import pca_baseline
 from brainae.evaluation.evaluate import evaluate, format_table, reconstruct
 from brainae.io import write_json
 from brainae.models import clear_untaken_structure
@@ -41,6 +42,7 @@ class StudyContext:
     train_results: dict[str, dict] = field(default_factory=dict)
     histories: dict[str, list[dict]] = field(default_factory=dict)
     eval_results: dict[str, dict] = field(default_factory=dict)
+    baselines: dict[str, dict] = field(default_factory=dict)  # rows scored like eval_results: "pca"
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)
     examples: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     models: dict[str, Any] = field(default_factory=dict)  # trained networks (eval mode), for analysis sections
@@ -50,6 +52,15 @@ class StudyContext:
     version: str = __version__
     started: float = field(default_factory=time.perf_counter)  # the report states the study's wall time
     timing: dict[str, Any] = field(default_factory=dict)  # seconds: "sweeps", and per model (training + evaluation)
+
+
+def linear_baselines(results: dict[str, dict], full, test, seed: int = 0) -> dict[str, dict]:
+    """{"pca": its row} (see ``evaluation.baselines``): the linear code of the bottleneck models' size (the
+    smallest, if they differ) on the same split, what training must beat; {} when every model bypasses
+    its bottleneck (their "code" is no bottleneck)."""
+    latent = min((r["latent_dim"] for r in results.values() if r.get("latent_dim") and not r.get("bypasses_bottleneck")),
+                 default=0)
+    return {"pca": pca_baseline(full.split("train"), test, latent, seed=seed)} if latent else {}
 
 
 # summary.json keys (substrings) that differ between two runs of the same study: times and folders
@@ -133,7 +144,8 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
         ctx.models[name], ctx.run_dirs[name] = model, run_dir
         ctx.reconstructions[name] = reconstruct(model, test.images[ctx.examples])
         ctx.timing.setdefault("models", {})[name] = time.perf_counter() - t
-    print(format_table(ctx.eval_results))
+    ctx.baselines = linear_baselines(ctx.eval_results, full, test, seed=data_cfg.seed)
+    print(format_table({**ctx.eval_results, **ctx.baselines}))
     run_analyses(ctx)  # denoising, tumour detection, layers, latent spaces: computed here, drawn by the report
     report = write_report(ctx, out / "report.html")
     summary = {
@@ -146,6 +158,8 @@ def run_study(out_dir: str | Path, data: Optional[str] = None, preset: str = "qu
             for m in cfgs
         },
     }
+    if ctx.baselines:
+        summary["baselines"] = ctx.baselines
     if "sweeps" in ctx.extras:
         summary["sweeps"] = {m: {k: s.get(k) for k in ("n_trials", "states", "epochs", "best", "applied")}
                              for m, s in ctx.extras["sweeps"].items()}

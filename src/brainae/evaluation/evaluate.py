@@ -68,6 +68,7 @@ def model_facts(model: torch.nn.Module) -> dict:
         "latent_dim": int(getattr(model, "latent_dim", 0) or 0),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "bypasses_bottleneck": bool(getattr(model, "bypasses_bottleneck", False)),
+        "variational": hasattr(model, "encode_dist"),  # samples its code: trades reconstruction for a prior
     }
 
 

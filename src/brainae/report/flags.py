@@ -160,6 +160,40 @@ def diverged(train_results: dict[str, dict]) -> list[dict]:
                   f"{_names(models)} diverged during training.")]
 
 
+# --- held-out comparison -----------------------------------------------------------------------
+
+def below_linear(results: dict[str, dict], pca: Optional[dict]) -> list[dict]:
+    """Fires for bottleneck models whose mean test PSNR is not above that of the PCA baseline (the top
+    principal directions of the training images, as many as the code has numbers, on the same split).
+
+    results: model -> ``evaluate`` result; pca: ``brainae.evaluation.baselines.pca_baseline``'s row.
+    Models that bypass their bottleneck are left out (they are not compressing), and so are variational
+    ones: a VAE gives up reconstruction for a code it can sample from, so a lower PSNR is its design.
+
+    Example:
+        >>> row = lambda db: {"psnr": {"mean": db}, "latent_dim": 512}
+        >>> [f["models"] for f in below_linear({"ae": row(24.2), "resae": row(26.0)}, row(24.6))]
+        [['ae']]
+    """
+    if not pca or not _finite(pca.get("psnr", {}).get("mean")):
+        return []
+    ref = pca["psnr"]["mean"]
+    # a model is judged only against a PCA code no longer than its own
+    below = {m: r["psnr"]["mean"] for m, r in results.items()
+             if not (r.get("bypasses_bottleneck") or r.get("variational")) and r.get("latent_dim", 0) >= pca["latent_dim"]
+             and _finite(r.get("psnr", {}).get("mean")) and r["psnr"]["mean"] <= ref}
+    if not below:
+        return []
+    parts = ", ".join(f"{m.upper()} {v:.2f} dB" for m, v in below.items())
+    return [_flag("below_linear", "comparison", below, "No better than a linear code.",
+                  f"On the test split {parts} against {ref:.2f} dB for PCA with {pca['latent_dim']} components fitted "
+                  "on the training images (no training at all): the network has not learnt more than a linear "
+                  "projection of that size; train longer (--epochs, --preset seed) or change its architecture before "
+                  "crediting its reconstructions.",
+                  f"{_names(below)} reconstruct{'s' * (len(below) == 1)} the test images no better than PCA of the "
+                  "same code size (the PCA row).")]
+
+
 # --- latent space ------------------------------------------------------------------------------
 
 def collapsed_latent(stats: dict[str, dict], min_dims: float = MIN_EFFECTIVE_DIMS) -> list[dict]:
@@ -279,9 +313,14 @@ def untrained_anomaly(trained: dict[str, dict[str, float]], untrained: dict[str,
 
 def all_flags(histories: dict[str, list[dict]], train_results: Optional[dict[str, dict]] = None,
               latent: Optional[dict[str, dict]] = None, sweeps: Optional[dict[str, dict]] = None,
-              anomaly: Optional[tuple[dict, dict]] = None) -> list[dict]:
-    """Every check on what a study produced; parts it did not produce (None) are skipped."""
+              anomaly: Optional[tuple[dict, dict]] = None, linear: Optional[tuple[dict, Optional[dict]]] = None) -> list[dict]:
+    """Every check on what a study produced; parts it did not produce (None) are skipped.
+
+    linear: (model -> test result, the PCA baseline's row) for :func:`below_linear`.
+    """
     flags = not_converged(histories) + validation_spikes(histories) + diverged(train_results or {})
+    if linear:
+        flags += below_linear(*linear)
     if latent:
         flags += collapsed_latent(latent)
     if sweeps:

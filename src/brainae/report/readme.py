@@ -41,7 +41,8 @@ def study_flags(study: Any) -> list[dict]:
     aurocs = ({m: {k: v["auroc"] for k, v in r["image_level"].items()} for m, r in anomaly.items()},
               {m: r.get("untrained") or {} for m, r in anomaly.items()}) if anomaly else None
     return checks.all_flags(study.histories, study.train_results, latent=latent or None,
-                            sweeps=extras.get("sweeps"), anomaly=aurocs)
+                            sweeps=extras.get("sweeps"), anomaly=aurocs,
+                            linear=(study.eval_results, (getattr(study, "baselines", None) or {}).get("pca")))
 
 
 def mark_sections(sections: list[Section], flags: list[dict]) -> None:
@@ -92,4 +93,5 @@ def readme_section(study: Any, flags: list[dict], titles: Optional[dict[str, str
         "preset": study.preset, "note": preset_note(study.preset), "summary": study.data_summary,
         "epochs": epochs, "sweeps": sweeps, "wall": _duration(total) if total is not None else None,
         "breakdown": parts, "results": results, "flags": flags, "titles": titles or {},
+        "pca": (getattr(study, "baselines", None) or {}).get("pca"),
     })

@@ -71,7 +71,8 @@ def training_section(study) -> Section:
 
 @section(40)
 def comparison_section(study) -> Section:
-    return Section("comparison", "Held-out comparison", {"results": study.eval_results, "classes": study.data.test.classes})
+    return Section("comparison", "Held-out comparison", {"results": study.eval_results, "classes": study.data.test.classes,
+                                                         "baselines": getattr(study, "baselines", None) or {}})
 
 
 @section(50)

@@ -1,0 +1,76 @@
+"""A linear baseline for the held-out comparison: principal components of the training images.
+
+An autoencoder with a code of k numbers is worth its training only where it reconstructs better than
+the best linear code of the same size: projecting each image on the top k principal directions of the
+training images (PCA). The study's report puts that row under the networks' rows, scored by the same
+functions on the same test split. The basis is fitted on the training split alone, so the test images
+are as unseen as they are for the networks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from brainae.data.types import ImageSet, with_channels
+from brainae.evaluation.evaluate import metrics_table
+from brainae.evaluation.metrics import per_image_metrics
+
+MAX_FIT_IMAGES = 4000  # the basis is fitted on at most this many training images (a seeded sample): see pca_basis
+
+
+def _flat(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(with_channels(images).reshape(len(images), -1)).float().div_(255.0)
+
+
+def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (D,), basis (D, k)) of uint8 images (N, H, W) or (N, C, H, W): their top k principal directions.
+
+    k is at most N - 1 (the centred images span no more). The directions come from the eigenvectors of
+    the images' Gram matrix (N x N), which is cheaper than a singular value decomposition of the
+    (N, D) matrix while N is at most D; beyond MAX_FIT_IMAGES images a seeded sample is used, plenty for
+    the few hundred directions of a code.
+
+    Example:
+        >>> mean, basis = pca_basis(np.random.default_rng(0).integers(0, 255, (20, 8, 8), dtype=np.uint8), 5)
+        >>> tuple(basis.shape)
+        (64, 5)
+    """
+    if len(images) > MAX_FIT_IMAGES:
+        images = images[np.sort(np.random.default_rng(seed).choice(len(images), MAX_FIT_IMAGES, replace=False))]
+    x = _flat(images)
+    mean = x.mean(0, dtype=torch.float64).float()
+    x -= mean
+    k = max(1, min(components, len(x) - 1, x.shape[1]))
+    # the Gram matrix in float32 (the costly product), its eigenvectors in float64 (ascending order)
+    values, vectors = torch.linalg.eigh((x @ x.T).double())
+    values, vectors = values.flip(0)[:k].clamp_min(1e-12), vectors.flip(1)[:, :k]
+    basis = (x.T @ vectors.float()) / values.sqrt().float()  # the right singular vectors: unit length, orthogonal
+    return mean, basis
+
+
+def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Reconstructions (N, C, H, W), float in [0, 1], of uint8 images through the basis."""
+    x = _flat(images)
+    recon = ((x - mean) @ basis) @ basis.T + mean
+    return recon.clamp_(0, 1).reshape(with_channels(images).shape)
+
+
+def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0, batch_size: int = 256) -> dict:
+    """The PCA row of the held-out comparison: ``metrics_table`` of the test reconstructions through the
+    top ``components`` principal directions of the training images, with the facts a model row has.
+
+    Example:
+        >>> row = pca_baseline(full.split("train"), full.split("test"), components=512)  # doctest: +SKIP
+        >>> row["psnr"]["mean"], row["latent_dim"]  # doctest: +SKIP
+    """
+    mean, basis = pca_basis(train.images, components, seed)
+    parts: dict[str, list] = {}
+    for i in range(0, len(test), batch_size):
+        part = test.images[i:i + batch_size]
+        target = torch.from_numpy(with_channels(part)).float() / 255.0
+        for k, v in per_image_metrics(pca_reconstruct(part, mean, basis), target).items():
+            parts.setdefault(k, []).append(v)
+    values = {k: np.concatenate(v) for k, v in parts.items()}
+    return {"model": "pca", "split": "test", "latent_dim": int(basis.shape[1]), "parameters": int(basis.numel() + mean.numel()),
+            "bypasses_bottleneck": False, "fitted_on": f"{min(len(train), MAX_FIT_IMAGES)} training images",
+            **metrics_table(values, test, seed)}
