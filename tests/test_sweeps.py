@@ -15,8 +15,8 @@ from brainae.config import load_preset
 from brainae.errors import BrainaeError
 from brainae.sweeps.command import format_summary, sweep_setup
 from brainae.sweeps.runner import run_sweep, shares
-from brainae.sweeps.space import _check_param, apply_params, epochs_on_grid, load_space, model_params, parse_space
-from brainae.sweeps.study import SweepOptions, open_storage, prepare_study
+from brainae.sweeps.space import _check_param, apply_params, epochs_on_grid, load_space, model_params, parse_space, seed_space
+from brainae.sweeps.study import SweepOptions, make_sampler, open_storage, prepare_study
 from test_training import tiny_config
 
 TINY = ["model.channels=[8,16,32]", "model.latent_dim=16", "train.batch_size=16"]
@@ -474,3 +474,20 @@ def test_opening_a_new_database_survives_a_worker_that_made_the_tables_first(tmp
     with pytest.raises(BrainaeError, match="cannot open sweep storage .*unable to open database file"):
         open_storage(f"sqlite:///{tmp_path / 'other.db'}")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("seed", [0, 7, None])
+def test_grid_search_visits_every_point_of_the_studys_grid_once(seed):
+    """27 trials cover the 27 points; a sweep restarted on the same storage goes on with the points left."""
+    space = seed_space()
+    storage = optuna.storages.InMemoryStorage()
+
+    def run(trials):
+        study = optuna.create_study(study_name="g", storage=storage, load_if_exists=True,
+                                    sampler=make_sampler("grid", space, seed, 27))
+        study.optimize(lambda t: float(len([p.suggest(t) for p in space.params])), n_trials=trials)
+        return [tuple(sorted(t.params.items())) for t in study.trials]
+
+    run(10)  # then a restart with a fresh sampler object
+    points = run(17)
+    assert len(points) == 27 and len(set(points)) == 27
