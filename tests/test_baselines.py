@@ -66,6 +66,8 @@ def test_components_stop_at_what_the_training_images_span(monkeypatch):
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (12, SIZE, SIZE), dtype=np.uint8)
     assert tuple(pca_basis(images, 512)[1].shape) == (SIZE * SIZE, 11)  # 12 centred images span 11 directions
+    # copies add no direction: 6 distinct images, each twice, span 5 (a rounding-level eigenvalue is no direction)
+    assert tuple(pca_basis(np.concatenate([images[:6]] * 2), 512)[1].shape) == (SIZE * SIZE, 5)
     monkeypatch.setattr(baselines, "MAX_FIT_IMAGES", 8)
     row = pca_baseline(imageset(images), imageset(images[:4]), components=512)
     assert row["latent_dim"] == 7 and row["fitted_on"] == "8 training images"

@@ -15,6 +15,7 @@ from brainae.data.types import ImageSet, with_channels
 from brainae.evaluation.evaluate import metrics_table
 from brainae.evaluation.metrics import per_image_metrics
 
+NULL_EIGENVALUE = 1e-12  # eigenvalues below this fraction of the largest are rounding: no direction
 MAX_FIT_IMAGES = 4000  # the basis is fitted on at most this many training images (a seeded sample): see pca_basis
 
 
@@ -25,7 +26,7 @@ def _flat(images: np.ndarray) -> torch.Tensor:
 def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (D,), basis (D, k)) of uint8 images (N, H, W) or (N, C, H, W): their top k principal directions.
 
-    k is at most N - 1 (the centred images span no more). The directions come from the eigenvectors of
+    k is at most N - 1 (the centred images span no more), fewer where images repeat. The directions come from the eigenvectors of
     the images' Gram matrix (N x N), which is cheaper than a singular value decomposition of the
     (N, D) matrix while N is at most D; beyond MAX_FIT_IMAGES images a seeded sample is used, plenty for
     the few hundred directions of a code.
@@ -37,15 +38,17 @@ def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch
     """
     if len(images) > MAX_FIT_IMAGES:
         images = images[np.sort(np.random.default_rng(seed).choice(len(images), MAX_FIT_IMAGES, replace=False))]
-    x = _flat(images)
-    mean = x.mean(0, dtype=torch.float64).float()
+    # float64 throughout: with float32 the Gram matrix's small eigenvalues are rounding noise, and the
+    # directions divided by their square roots stop being unit length (a full-rank basis scored 15 dB, not 28)
+    x = _flat(images).double()
+    mean = x.mean(0)
     x -= mean
-    k = max(1, min(components, len(x) - 1, x.shape[1]))
-    # the Gram matrix in float32 (the costly product), its eigenvectors in float64 (ascending order)
-    values, vectors = torch.linalg.eigh((x @ x.T).double())
-    values, vectors = values.flip(0)[:k].clamp_min(1e-12), vectors.flip(1)[:, :k]
-    basis = (x.T @ vectors.float()) / values.sqrt().float()  # the right singular vectors: unit length, orthogonal
-    return mean, basis
+    values, vectors = torch.linalg.eigh(x @ x.T)  # ascending
+    kept = int((values > values[-1] * NULL_EIGENVALUE).sum())  # the directions the images do span
+    k = max(1, min(components, len(x) - 1, x.shape[1], kept))
+    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
+    basis = (x.T @ vectors) / values.sqrt()  # the right singular vectors: unit length, orthogonal
+    return mean.float(), basis.float()
 
 
 def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
