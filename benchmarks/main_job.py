@@ -48,7 +48,8 @@ def main() -> int:
         if args.keep:
             shutil.rmtree(args.keep, ignore_errors=True)
             shutil.copytree(first, args.keep)
-    identical = all(comparable(summary["models"][m]) == comparable(summary_again["models"][m]) for m in summary["models"])
+    identical = (all(comparable(summary["models"][m]) == comparable(summary_again["models"][m]) for m in summary["models"])
+                 and comparable(summary.get("baselines")) == comparable(summary_again.get("baselines")))
     split = summary["seconds"]
     res = {"machine": machine(), "command": " ".join(COMMAND) + " (timed by python benchmarks/main_job.py)",
            "data": summary["data"]["description"], "seconds": round(seconds, 1),
@@ -59,7 +60,9 @@ def main() -> int:
            "flags": {f["id"]: f["models"] for f in summary.get("flags", [])},
            "models": {m: {k: r["test"][k] for k in ("n", "ci_unit", "psnr", "ssim")}
                       | {"epochs": r["train"]["epochs"], "best_epoch": r["train"]["best_epoch"]}
-                      for m, r in summary["models"].items()}}
+                      for m, r in summary["models"].items()},
+           # the report's linear baseline: PCA with as many components as the codes, no training
+           "baselines": {b: {k: r[k] for k in ("n", "latent_dim", "psnr", "ssim")} for b, r in summary.get("baselines", {}).items()}}
     write_json(ROOT / "benchmarks" / "results" / "main_job_cpu.json", res)
     inside = ", ".join(f"{k} {v:.0f} s" for k, v in res["seconds_inside"].items())
     lines = [f"# The main job: `{' '.join(COMMAND)}`", "",
@@ -72,6 +75,10 @@ def main() -> int:
         p, s = r["psnr"], r["ssim"]
         lines.append(f"| {m} | {r['epochs']} | {r['best_epoch']} | {r['n']} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, "
                      f"{p['ci95'][1]:.2f}] | {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+    for b, r in res["baselines"].items():
+        p, s = r["psnr"], r["ssim"]
+        lines.append(f"| {b} ({r['latent_dim']} components, no training) | - | - | {r['n']} | {p['mean']:.2f} "
+                     f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
     flags = "; ".join(f"{k} ({', '.join(v)})" for k, v in res["flags"].items()) or "none"
     lines += ["", f"Read-me-first flags in the report: {flags}."]
     (ROOT / "benchmarks" / "results" / "main_job_cpu.md").write_text("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.linalg import eigh
 
 from brainae.data.types import ImageSet, with_channels
 from brainae.evaluation.evaluate import metrics_table
@@ -43,11 +44,13 @@ def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch
     x = _flat(images).double()
     mean = x.mean(0)
     x -= mean
-    values, vectors = torch.linalg.eigh(x @ x.T)  # ascending
-    kept = int((values > values[-1] * NULL_EIGENVALUE).sum())  # the directions the images do span
-    k = max(1, min(components, len(x) - 1, x.shape[1], kept))
-    values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]
-    basis = (x.T @ vectors) / values.sqrt()  # the right singular vectors: unit length, orthogonal
+    n = len(x)
+    k = max(1, min(components, n - 1, x.shape[1]))
+    # only the top k eigenpairs (LAPACK's subset driver: about half the time of all of them at N = 4,000)
+    values, vectors = eigh((x @ x.T).numpy(), subset_by_index=[n - k, n - 1])
+    values, vectors = torch.from_numpy(values[::-1].copy()), torch.from_numpy(vectors[:, ::-1].copy())
+    k = max(1, int((values > values[0] * NULL_EIGENVALUE).sum()))  # the directions the images do span
+    basis = (x.T @ vectors[:, :k]) / values[:k].sqrt()  # the right singular vectors: unit length, orthogonal
     return mean.float(), basis.float()
 
 
