@@ -27,10 +27,10 @@ def _flat(images: np.ndarray) -> torch.Tensor:
 def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean (D,), basis (D, k)) of uint8 images (N, H, W) or (N, C, H, W): their top k principal directions.
 
-    k is at most N - 1 (the centred images span no more), fewer where images repeat. The directions come from the eigenvectors of
-    the images' Gram matrix (N x N), which is cheaper than a singular value decomposition of the
-    (N, D) matrix while N is at most D; beyond MAX_FIT_IMAGES images a seeded sample is used, plenty for
-    the few hundred directions of a code.
+    k is at most N - 1 (the centred images span no more), fewer where images repeat. The directions
+    come from the eigenvectors of the images' Gram matrix (N x N), cheaper than a singular value
+    decomposition of the (N, D) matrix while N is at most D; beyond MAX_FIT_IMAGES images a seeded
+    sample is used, plenty for the few hundred directions of a code.
 
     Example:
         >>> mean, basis = pca_basis(np.random.default_rng(0).integers(0, 255, (20, 8, 8), dtype=np.uint8), 5)
