@@ -70,7 +70,7 @@ def test_components_stop_at_what_the_training_images_span(monkeypatch):
     assert tuple(pca_basis(np.concatenate([images[:6]] * 2), 512)[1].shape) == (SIZE * SIZE, 5)
     monkeypatch.setattr(baselines, "MAX_FIT_IMAGES", 8)
     row = pca_baseline(imageset(images), imageset(images[:4]), components=512)
-    assert row["latent_dim"] == 7 and row["fitted_on"] == "8 training images"
+    assert row["latent_dim"] == 7 and row["fitted_on"] == "8 of 12 training images (a seeded sample)"
 
 
 def test_the_row_has_what_a_model_row_has():

@@ -54,6 +54,13 @@ def pca_basis(images: np.ndarray, components: int, seed: int = 0) -> tuple[torch
     return mean.float(), basis.float()
 
 
+def fitted_on(n_train: int) -> str:
+    """What the basis saw, for the report: "1200 training images", or "4000 of 4200 training images (a seeded sample)"."""
+    if n_train > MAX_FIT_IMAGES:
+        return f"{MAX_FIT_IMAGES} of {n_train} training images (a seeded sample)"
+    return f"{n_train} training images"
+
+
 def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """Reconstructions (N, C, H, W), float in [0, 1], of uint8 images through the basis."""
     x = _flat(images)
@@ -78,5 +85,5 @@ def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0
             parts.setdefault(k, []).append(v)
     values = {k: np.concatenate(v) for k, v in parts.items()}
     return {"model": "pca", "split": "test", "latent_dim": int(basis.shape[1]), "parameters": int(basis.numel() + mean.numel()),
-            "bypasses_bottleneck": False, "fitted_on": f"{min(len(train), MAX_FIT_IMAGES)} training images",
+            "bypasses_bottleneck": False, "fitted_on": fitted_on(len(train)),
             **metrics_table(values, test, seed)}
