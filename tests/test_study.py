@@ -50,6 +50,18 @@ def test_evaluate_on_another_dataset_writes_json(study_dir, capsys):
     assert direct["psnr"]["mean"] == pytest.approx(result["psnr"]["mean"])
 
 
+def test_evaluate_scores_the_pca_baseline_beside_the_run_on_request(study_dir, capsys):
+    run = study_dir / "runs" / "ae"
+    assert main(["evaluate", str(run), "--baseline", "pca", "--no-progress"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("ae ", "pca "))]
+    assert [r[0] for r in rows] == ["ae", "pca"]
+    result = json.loads((run / "eval" / "test.json").read_text())
+    summary = json.loads((study_dir / "summary.json").read_text())
+    # fitted on the run's own training split: the study's row for the same split and code size
+    assert result["baselines"]["pca"]["psnr"] == summary["baselines"]["pca"]["psnr"]
+    assert rows[1][1] == str(result["baselines"]["pca"]["latent_dim"])
+
+
 def test_study_compares_new_architectures_with_their_latent_size_parameters_and_bypass(tmp_path, capsys):
     out = tmp_path / "study"
     code = main(["study", "--data", "phantom:80", "--epochs", "1", "--image-size", "32", "--no-progress", "--no-sweep",
@@ -73,6 +85,10 @@ def test_study_compares_new_architectures_with_their_latent_size_parameters_and_
     assert rows[-1]["latent size"] == "16"
     # the latent views show only the true bottleneck model
     assert "RESAE" in sections["latent"].text and "UNET" not in sections["latent"].text
+    # a network whose skips bypass its code has no code size for PCA to match
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "runs" / "unet"), "--baseline", "pca", "--no-progress"]) == 2
+    assert "--baseline pca needs a bottleneck model" in capsys.readouterr().err
 
 
 def test_study_rejects_an_unknown_model(capsys):

@@ -51,8 +51,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from brainae.evaluation.evaluate import evaluate, format_per_class, format_table
 
-    result = evaluate(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
-    print(format_table({result["model"]: result}))
+    result = evaluate(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress,
+                      baseline=args.baseline)
+    print(format_table({result["model"]: result, **result.get("baselines", {})}))
     print("per class:\n" + format_per_class(result))
     print(f"written: {Path(args.run_dir) / 'eval' / (args.split + '.json')}")
 

@@ -77,6 +77,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="which images to score (default test); all: every image, for someone else's dataset "
                         "(a folder holding only Testing/ or test/ is all test)")
+    p.add_argument("--baseline", choices=["pca"],
+                   help="also score the same images through PCA with as many components as the network's code, "
+                        "fitted on the run's training split: the linear code the network must beat (default: none)")
     add_common(p, "no_progress")
     p.set_defaults(func=cmd_evaluate)
 

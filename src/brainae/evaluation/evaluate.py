@@ -90,12 +90,14 @@ def resolve_eval_data(cfg: Config, spec: Optional[str], split: str, progress: bo
 
 
 def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test", progress: bool = True,
-             dataset: Optional[ImageSet] = None, run: Optional[tuple] = None) -> dict:
+             dataset: Optional[ImageSet] = None, run: Optional[tuple] = None, baseline: Optional[str] = None) -> dict:
     """Evaluate a run's best checkpoint on ``split``; writes ``RUN_DIR/eval/<split>.json``.
 
     data: a data spec other than the one trained on (same preprocessing is applied).
     dataset: an already loaded split (the study passes it to avoid reloading).
     run: the run's (model, config) from ``load_run``, when the caller has it open already.
+    baseline: "pca" adds ``baselines.pca``: the same images through PCA with as many components as the
+        network's code, fitted on the run's own training split (``evaluation.baselines``).
 
     Example:
         >>> res = evaluate("runs/ae", split="test")  # doctest: +SKIP
@@ -103,6 +105,10 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
     """
     model, cfg = run if run is not None else load_run(run_dir)
     ds = dataset if dataset is not None else resolve_eval_data(cfg, data, split, progress)
+    facts = model_facts(model)
+    if baseline == "pca" and (not facts["latent_dim"] or facts["bypasses_bottleneck"]):
+        raise BrainaeError(f"--baseline pca needs a bottleneck model: {cfg.model.name}'s skips bypass its code, so there "
+                           "is no code size to match; drop --baseline")
     values = image_metrics(model, ds.images)
     result = {
         "run_dir": str(run_dir),
@@ -110,11 +116,21 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
         "data": data or cfg.data.spec,
         "split": split,
         "split_by": describe(ds.grouping),
-        **model_facts(model),
+        **facts,
         **metrics_table(values, ds),
     }
+    if baseline == "pca":
+        result["baselines"] = pca_row(cfg, facts["latent_dim"], ds, progress)
     write_json(Path(run_dir) / "eval" / f"{split}.json", result)
     return result
+
+
+def pca_row(cfg: Config, latent_dim: int, ds: ImageSet, progress: bool = True) -> dict:
+    """{"pca": the PCA baseline on ``ds``, ``latent_dim`` components fitted on the run's training split}."""
+    from brainae.evaluation.baselines import pca_baseline  # it imports metrics_table from here
+
+    train = load_data(cfg.data, progress=progress).split("train")
+    return {"pca": pca_baseline(train, ds, latent_dim, seed=cfg.data.seed)}
 
 
 def format_per_class(result: dict) -> str:
