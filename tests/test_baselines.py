@@ -48,7 +48,9 @@ def test_images_in_the_training_span_are_reconstructed_exactly_and_others_are_no
     assert missed < 45 and missed < row["psnr"]["mean"] - 15
 
 
-def test_the_basis_is_orthonormal_and_matches_numpys_svd():
+@pytest.mark.parametrize("block", [4096, 48])  # one block of pixels, or several (and a ragged last one)
+def test_the_basis_is_orthonormal_and_matches_numpys_svd(monkeypatch, block):
+    monkeypatch.setattr(baselines, "FEATURE_BLOCK", block)
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (40, SIZE, SIZE), dtype=np.uint8)
     mean, basis = pca_basis(images, 10)
