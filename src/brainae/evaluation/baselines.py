@@ -13,8 +13,7 @@ import torch
 from scipy.linalg import eigh
 
 from brainae.data.types import ImageSet, with_channels
-from brainae.evaluation.evaluate import metrics_table
-from brainae.evaluation.metrics import per_image_metrics
+from brainae.evaluation.evaluate import metrics_table, reconstruction_metrics
 
 NULL_EIGENVALUE = 1e-12  # eigenvalues below this fraction of the largest are rounding: no direction
 FEATURE_BLOCK = 4096  # pixels per float64 block of the products
@@ -67,11 +66,11 @@ def fitted_on(n_train: int) -> str:
     return f"{n_train} training images"
 
 
-def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Reconstructions (N, C, H, W), float in [0, 1], of uint8 images through the basis."""
+def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
+    """Reconstructions (float32 in [0, 1], shaped like the input, as a network's) of uint8 images through the basis."""
     x = _flat(images)
     recon = ((x - mean) @ basis) @ basis.T + mean
-    return recon.clamp_(0, 1).reshape(with_channels(images).shape)
+    return recon.clamp_(0, 1).reshape(images.shape).numpy()
 
 
 def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0, batch_size: int = 256) -> dict:
@@ -83,13 +82,7 @@ def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0
         >>> row["psnr"]["mean"], row["latent_dim"]  # doctest: +SKIP
     """
     mean, basis = pca_basis(train.images, components, seed)
-    parts: dict[str, list] = {}
-    for i in range(0, len(test), batch_size):
-        part = test.images[i:i + batch_size]
-        target = torch.from_numpy(with_channels(part)).float() / 255.0
-        for k, v in per_image_metrics(pca_reconstruct(part, mean, basis), target).items():
-            parts.setdefault(k, []).append(v)
-    values = {k: np.concatenate(v) for k, v in parts.items()}
+    values = reconstruction_metrics(test.images, lambda part: pca_reconstruct(part, mean, basis), batch_size)
     return {"model": "pca", "split": "test", "latent_dim": int(basis.shape[1]), "parameters": int(basis.numel() + mean.numel()),
             "bypasses_bottleneck": False, "fitted_on": fitted_on(len(train)),
             **metrics_table(values, test, seed)}

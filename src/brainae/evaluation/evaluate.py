@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -29,11 +29,18 @@ def reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64
 @torch.no_grad()
 def image_metrics(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Per-image MSE/PSNR/SSIM of the model's reconstructions of ``images`` (uint8 (N, H, W) or (N, C, H, W))."""
+    return reconstruction_metrics(images, lambda part: reconstruct(model, part, batch_size), batch_size)
+
+
+def reconstruction_metrics(images: np.ndarray, recon_of: Callable[[np.ndarray], np.ndarray],
+                           batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Per-image MSE/PSNR/SSIM of ``recon_of(part)`` (float32 in [0, 1], shaped like the uint8 ``part``)
+    against each batch of ``images``: the networks' reconstructions, or a baseline's."""
     parts: dict[str, list] = {m: [] for m in METRICS}
     for i in range(0, len(images), batch_size):
         part = images[i:i + batch_size]
         x = torch.from_numpy(with_channels(part)).float() / 255.0
-        recon = torch.from_numpy(with_channels(reconstruct(model, part, batch_size)))
+        recon = torch.from_numpy(with_channels(recon_of(part)))
         for k, v in per_image_metrics(recon, x).items():
             parts[k].append(v)
     return {k: np.concatenate(v) for k, v in parts.items()}
