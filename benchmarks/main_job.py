@@ -71,14 +71,13 @@ def main() -> int:
              f"{'identical' if identical else 'DIFFERENT'} metrics. Report {res['report_mb']} MB. "
              f"Data: {res['data']}; {res['split']}.", "",
              "| model | epochs | best epoch | n test | PSNR (dB) | SSIM |", "| --- | --- | --- | --- | --- | --- |"]
-    for m, r in res["models"].items():
+    def scores(r: dict) -> str:
         p, s = r["psnr"], r["ssim"]
-        lines.append(f"| {m} | {r['epochs']} | {r['best_epoch']} | {r['n']} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, "
-                     f"{p['ci95'][1]:.2f}] | {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
-    for b, r in res["baselines"].items():
-        p, s = r["psnr"], r["ssim"]
-        lines.append(f"| {b} ({r['latent_dim']} components, no training) | - | - | {r['n']} | {p['mean']:.2f} "
-                     f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+        return (f"{r['n']} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
+                f"{s['mean']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] |")
+
+    lines += [f"| {m} | {r['epochs']} | {r['best_epoch']} | {scores(r)}" for m, r in res["models"].items()]
+    lines += [f"| {b} ({r['latent_dim']} components, no training) | - | - | {scores(r)}" for b, r in res["baselines"].items()]
     flags = "; ".join(f"{k} ({', '.join(v)})" for k, v in res["flags"].items()) or "none"
     lines += ["", f"Read-me-first flags in the report: {flags}."]
     (ROOT / "benchmarks" / "results" / "main_job_cpu.md").write_text("\n".join(lines) + "\n")
