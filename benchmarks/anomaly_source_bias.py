@@ -44,7 +44,8 @@ from train_real import command_line, machine, portable_path, without_option  # n
 
 from brainae.config import DataConfig  # noqa: E402
 from brainae.data.load import load_data  # noqa: E402
-from brainae.evaluation.anomaly import anomaly_scores, auroc, brain_masks, detail_energy  # noqa: E402
+from brainae.evaluation.anomaly import anomaly_scores, auroc  # noqa: E402
+from brainae.evaluation.brain_scores import brain_masks, detail_energy  # noqa: E402
 
 NORMAL = "no_tumor"
 SOURCE_SIZE = (512, 512)  # the tumour classes' usual original size; the healthy class almost never has it

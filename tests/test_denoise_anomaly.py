@@ -62,7 +62,7 @@ def test_stacked_filters_give_the_per_image_numbers():
     from scipy.ndimage import gaussian_filter
     from skimage.metrics import structural_similarity
 
-    from brainae.evaluation.anomaly import blur_each, ssim_maps
+    from brainae.evaluation.brain_scores import blur_each, ssim_maps
 
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -77,12 +77,82 @@ def test_stacked_filters_give_the_per_image_numbers():
             np.testing.assert_array_equal(blur_each(x, 1.0)[i], gaussian_filter(x[i], 1.0))
 
 
+def random_heads(n=12, h=40, w=36, seed=0):
+    """Bright blobs with dark holes inside and dark bays open to the edge, a blank image and an all-bright
+    one: what brain masks and scores must handle."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.random((n, h, w)), (0, 2, 2))
+    x = (x - x.min()) / (x.max() - x.min())
+    x[x < 0.45] = 0.0
+    x[1] = 0.0
+    x[2] = 0.5
+    x[3, 10:20, 10:20], x[3, 13:17, 13:17] = 0.6, 0.0  # a hole inside
+    return x.astype(np.float32)
+
+
+def test_brain_masks_are_scipy_fill_holes_image_by_image():
+    from scipy.ndimage import binary_fill_holes
+
+    from brainae.evaluation.brain_scores import brain_masks
+
+    x = random_heads()
+    got = brain_masks(x)
+    assert got.shape == x.shape and got.dtype == bool
+    for i in range(len(x)):
+        np.testing.assert_array_equal(got[i], binary_fill_holes(x[i] > 0.05))
+    assert got[3, 13:17, 13:17].all() and not got[1].any() and got[2].all()
+
+
+def test_brain_percentile_is_numpys_percentile_of_each_brain():
+    from brainae.evaluation.brain_scores import brain_percentile
+
+    rng = np.random.default_rng(1)
+    values = rng.random((6, 20, 24)).astype(np.float32)
+    values[:, :, :5] = 0.25  # ties
+    masks = rng.random(values.shape) < np.linspace(0.02, 1.0, 6)[:, None, None]
+    masks[0] = False
+    masks[0, 3, 4] = True  # a single pixel
+    for q in (0, 37.5, 99, 100):
+        want = [np.percentile(v[m], q) for v, m in zip(values, masks)]
+        np.testing.assert_allclose(brain_percentile(values, masks, q), want, rtol=1e-6, atol=0)
+
+
+def test_image_scores_match_their_definitions_and_any_chunking():
+    """score_stack splits the stack into chunks on threads: the same numbers whatever the chunks, and each
+    score is its definition computed image by image (the mean, percentile and SSIM over the brain)."""
+    from skimage.metrics import structural_similarity
+
+    from brainae.evaluation.brain_scores import DETAIL_SIGMA, blur_each, brain_masks, score_stack
+
+    x = random_heads()
+    r = np.clip(x + 0.05 * np.random.default_rng(2).standard_normal(x.shape), 0, 1).astype(np.float32)
+    brains, scores = score_stack(x, r, chunk=len(x), workers=1)
+    for chunk, workers in ((5, 2), (1, 3)):
+        b2, s2 = score_stack(x, r, chunk=chunk, workers=workers)
+        np.testing.assert_array_equal(b2, brains)
+        for k in scores:
+            np.testing.assert_array_equal(s2[k], scores[k])
+    np.testing.assert_array_equal(brains, brain_masks(x))
+    detail = x - blur_each(x, DETAIL_SIGMA)
+    for i in range(len(x)):
+        b = brains[i] if brains[i].any() else np.ones_like(brains[i])  # a blank image counts all its pixels
+        res = np.abs(x[i] - r[i]).astype(np.float64)
+        _, smap = structural_similarity(x[i], r[i], data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                        use_sample_covariance=False, full=True)
+        assert scores["mse"][i] == pytest.approx(np.mean(res[b] ** 2), rel=1e-6)
+        assert scores["ssim"][i] == pytest.approx(1 - np.mean(smap[b].astype(np.float64)), rel=1e-5, abs=1e-7)
+        assert scores["p99"][i] == pytest.approx(np.percentile(res[b], 99), rel=1e-6)
+        energy = max(np.mean(detail[i][b].astype(np.float64) ** 2), 1e-8)
+        assert scores["mse_detail"][i] == pytest.approx(np.mean(res[b] ** 2) / energy, rel=1e-5)
+
 def test_mse_detail_does_not_rank_images_by_their_own_fine_detail():
     """A 'model' that only blurs: plain mse ranks the detailed (noisier, sharper) images first, as on the
     real data where that ranks by source; mse_detail scores every image 1."""
     from scipy.ndimage import gaussian_filter
 
-    from brainae.evaluation.anomaly import DETAIL_SIGMA, brain_masks, image_scores
+    from brainae.evaluation.brain_scores import DETAIL_SIGMA, brain_masks, image_scores
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:32, :32]

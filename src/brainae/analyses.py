@@ -21,6 +21,7 @@ import torch
 from brainae.data.examples import interpolation_pair, spread_over_classes
 from brainae.errors import BrainaeError
 from brainae.evaluation.anomaly import anomaly_scores, default_normal, untrained_twin
+from brainae.evaluation.brain_scores import residual_maps
 from brainae.evaluation.denoise import denoise_benchmark
 from brainae.io import write_json
 from brainae.visualization.latent import analyse_latent, has_latent_space
@@ -79,7 +80,8 @@ def anomaly(study: Any) -> None:
         if figure is None:
             figure = {"model": name, "titles": _titles(test, idx),
                       "masks": None if test.masks is None else test.masks[idx],
-                      **{k: arrays[k][idx] for k in ("images", "recons", "residuals")}}
+                      "images": arrays["images"][idx], "recons": arrays["recons"][idx],
+                      "residuals": residual_maps(arrays["images"][idx], arrays["recons"][idx])}
     trained_on = {m: (c.get("train", {}).get("normal_only") or "all classes") for m, c in study.configs.items()}
     study.extras["anomaly"] = results
     study.extras["anomaly_figure"] = {**figure, "normal": normal, "trained_on": trained_on}

@@ -24,7 +24,6 @@ nothing about health: its results carry a ``warning``.
 from __future__ import annotations
 
 import copy
-
 from pathlib import Path
 from typing import Optional
 
@@ -33,10 +32,7 @@ import torch
 
 from brainae.data.types import ImageSet
 from brainae.errors import BrainaeError
-
-SCORES = ("mse", "ssim", "p99", "mse_detail")
-BRAIN_THRESHOLD = 0.05
-DETAIL_SIGMA = 1.0  # pixels; the only value tried
+from brainae.evaluation.brain_scores import BRAIN_THRESHOLD, residual_maps, score_stack
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -137,77 +133,6 @@ def bottleneck_warning(model: torch.nn.Module) -> Optional[str]:
             "copy its input, tumour included: reconstruction error is not a tumour score")
 
 
-def brain_masks(images: np.ndarray, threshold: float = BRAIN_THRESHOLD) -> np.ndarray:
-    """Bool (N, H, W): input pixels above ``threshold`` with holes filled (dark ventricles stay inside)."""
-    from scipy.ndimage import binary_fill_holes
-
-    return np.stack([binary_fill_holes(im > threshold) for im in images])
-
-
-def detail_energy(images: np.ndarray, brains: np.ndarray, sigma: float = DETAIL_SIGMA) -> np.ndarray:
-    """Per image: mean squared difference between the input and its Gaussian blur, inside the brain.
-
-    Example:
-        >>> flat = np.full((1, 16, 16), 0.5)
-        >>> float(detail_energy(flat, flat > 0)[0])
-        0.0
-    """
-    detail = images - blur_each(images, sigma)
-    out = np.zeros(len(images))
-    for i, (d, b) in enumerate(zip(detail, brains)):
-        b = b if b.any() else np.ones_like(b)
-        out[i] = float(np.mean(d[b] ** 2))
-    return out
-
-
-def blur_each(images: np.ndarray, sigma: float, **kwargs) -> np.ndarray:
-    """A Gaussian blur of every image of a stack (N, H, W) in one call: the same numbers as blurring them
-    one by one (scipy filters each axis in turn, and the stack's axis is left alone), at a fraction of the
-    per-call overhead."""
-    from scipy.ndimage import gaussian_filter
-
-    return gaussian_filter(images, sigma=(0.0,) + (sigma,) * (images.ndim - 1), **kwargs)
-
-
-def ssim_maps(images: np.ndarray, recons: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Local SSIM maps (N, H, W) of float images in [0, 1]: scikit-image's ``structural_similarity(x, r,
-    data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)`` per image,
-    computed here on stacks because that function takes one image per call, which made it most of the
-    anomaly scores' time. Its formula and filter arguments are repeated exactly; a test compares the two."""
-    c1, c2 = 0.01 ** 2, 0.03 ** 2  # (K1 * data_range) ** 2, (K2 * data_range) ** 2 at scikit-image's K1, K2
-    out = np.empty(images.shape, np.result_type(images.dtype, recons.dtype, np.float32))
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        return blur_each(a, 1.5, truncate=3.5, mode="reflect")
-
-    for i in range(0, len(images), chunk):
-        x, y = images[i:i + chunk].astype(out.dtype, copy=False), recons[i:i + chunk].astype(out.dtype, copy=False)
-        ux, uy = blur(x), blur(y)
-        vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
-        a1, a2, b1, b2 = 2 * ux * uy + c1, 2 * vxy + c2, ux ** 2 + uy ** 2 + c1, vx + vy + c2
-        out[i:i + chunk] = (a1 * a2) / (b1 * b2)
-    return out
-
-
-def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-image scores of SCORES (see the module docstring); float images (N, H, W) in [0, 1]."""
-    res = np.abs(images - recons)
-    smaps = ssim_maps(images, recons)
-    out = {k: np.zeros(len(images)) for k in SCORES}
-    for i, (smap, b) in enumerate(zip(smaps, brains)):
-        b = b if b.any() else np.ones_like(b)
-        out["mse"][i] = float(np.mean(res[i][b] ** 2))
-        out["ssim"][i] = 1.0 - float(np.mean(smap[b]))
-        out["p99"][i] = float(np.percentile(res[i][b], 99))
-    out["mse_detail"] = out["mse"] / np.maximum(detail_energy(images, brains), 1e-8)  # 1e-8: a flat image
-    return out
-
-
-def residual_maps(images: np.ndarray, recons: np.ndarray) -> np.ndarray:
-    """|input - reconstruction| smoothed by a Gaussian of 1 pixel: isolated noisy pixels are not tumours."""
-    return blur_each(np.abs(images - recons), 1.0)
-
-
 @torch.no_grad()
 def _reconstruct(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     from brainae.evaluation.evaluate import reconstruct
@@ -221,7 +146,9 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
 
     normal: the healthy class; every other class counts as tumour.
     max_pixels: pixel-level metrics use at most this many brain pixels (a seeded sample) to stay fast.
-    Returns (result for anomaly.json, arrays for figures: images, recons, residuals, scores, is_anomaly).
+    Returns (result for anomaly.json, arrays for figures: images, recons, scores, is_anomaly); a figure's
+    residual maps are ``residual_maps(images[idx], recons[idx])`` (blurring every test image took a tenth of
+    the scoring time, for the eight a figure shows).
 
     Example:
         >>> result, _ = anomaly_scores(model, test_set, normal="no_tumor")  # doctest: +SKIP
@@ -234,8 +161,7 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
     recons = _reconstruct(model, data.images)
     if images.ndim == 4:  # stacked modalities: scores and maps on the mean over channels
         images, recons = images.mean(axis=1), recons.mean(axis=1)
-    brains = brain_masks(images)
-    scores = image_scores(images, recons, brains)
+    brains, scores = score_stack(images, recons)
     result = {
         "n": int(len(images)),
         "n_tumor": int(is_anomaly.sum()),
@@ -247,15 +173,14 @@ def anomaly_scores(model: torch.nn.Module, data: ImageSet, normal: str, max_pixe
         "brain_threshold": BRAIN_THRESHOLD,
         "warning": bottleneck_warning(model),
     }
-    residuals = residual_maps(images, recons)
     if data.masks is not None and data.masks.any():
-        values, truth = residuals[brains], data.masks[brains]
+        values, truth = residual_maps(images, recons)[brains], data.masks[brains]
         if len(values) > max_pixels:
             pick = np.random.default_rng(seed).choice(len(values), max_pixels, replace=False)
             values, truth = values[pick], truth[pick]
         result["pixel_level"] = {**ranking_metrics(values, truth), "pixels": int(len(values)),
                                  "tumor_pixels": int(truth.sum())}
-    arrays = {"images": images, "recons": recons, "residuals": residuals, "scores": scores, "is_anomaly": is_anomaly}
+    arrays = {"images": images, "recons": recons, "scores": scores, "is_anomaly": is_anomaly}
     return result, arrays
 
 
@@ -317,7 +242,8 @@ def run_anomaly(run_dir: str | Path, data: Optional[str] = None, normal: Optiona
     out_dir = Path(out) if out else Path(run_dir) / "anomaly"
     out_dir.mkdir(parents=True, exist_ok=True)
     idx = example_indices(arrays["is_anomaly"], n_examples)
-    fig = residual_grid(arrays["images"][idx], arrays["recons"][idx], arrays["residuals"][idx],
+    images, recons = arrays["images"][idx], arrays["recons"][idx]
+    fig = residual_grid(images, recons, residual_maps(images, recons),
                         None if ds.masks is None else ds.masks[idx], [ds.classes[ds.labels[i]] for i in idx])
     atomic_write_bytes(out_dir / "anomaly_residuals.png", figure_png(fig))
     aurocs = {k: v["auroc"] for k, v in result["image_level"].items()}
