@@ -10,8 +10,9 @@ its own), ``--rounds`` times. Reported per engine:
 - peak memory: the process's peak resident set (and the GPU's peak allocation on a GPU);
 - the validation loss (per-pixel MSE of the model after the last epoch, float32, the same function for both).
 
-Then the inference images/s of ``evaluate``'s reconstruction, of ``denoise``'s network path and of
-``anomaly``'s whole scoring (network, image scores, pixel-level metrics where there are masks), for the
+Then the inference images/s of the network's reconstructions (``reconstruct``), of ``evaluate``'s
+per-image scoring (network, MSE, PSNR and SSIM), of ``denoise``'s network path and of ``anomaly``'s
+whole scoring (network, image scores, pixel-level metrics where there are masks), for the
 study's AE and the small ``skipae`` denoiser (channels 8-64), in float32 and in the machine's precision.
 
     python benchmarks/train_throughput.py [--data ../shared/data/brain-tumor-mri] [--epochs 2] [--rounds 3] [--tag cpu]
@@ -41,6 +42,7 @@ from brainae.models import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+PATHS = ("reconstruct", "evaluate", "denoise", "anomaly")  # inference paths timed, in the order of the table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_real import command_line, data_name, machine, write_results  # noqa: E402
 
@@ -149,10 +151,11 @@ def worker_brainae(args, cfg, ds, device) -> dict:
 
 
 def worker_inference(args, cfg, ds, device) -> dict:
-    """Images/s of evaluate's reconstruction, denoise's network path and anomaly's scoring, float32 and the machine's precision."""
+    """Images/s of the reconstructions, evaluate's and anomaly's scoring and denoise's network path, float32 and the
+    machine's precision."""
     from brainae.evaluation.anomaly import anomaly_scores, default_normal
     from brainae.evaluation.denoise import network_denoiser
-    from brainae.evaluation.evaluate import reconstruct
+    from brainae.evaluation.evaluate import image_metrics, reconstruct
     from brainae.models import build_model
     from brainae.training.precision import inference_precision
 
@@ -173,7 +176,8 @@ def worker_inference(args, cfg, ds, device) -> dict:
             row = {"precision": inference_precision(device)}
             # anomaly: the whole of anomaly_scores (network, the four image scores and, where the data has
             # tumour masks, the pixel-level metrics) over the validation split
-            for path, fn, n in (("evaluate", lambda: reconstruct(net, images), len(images)),
+            for path, fn, n in (("reconstruct", lambda: reconstruct(net, images), len(images)),
+                                ("evaluate", lambda: image_metrics(net, images), len(images)),
                                 ("denoise", lambda: denoise(noisy), len(images)),
                                 ("anomaly", lambda: anomaly_scores(net, val, normal), len(val))):
                 fn()  # warm-up
@@ -262,7 +266,7 @@ def markdown(record: dict) -> str:
     if record.get("inference"):
         lines += ["", "| network | path | float32 images/s | machine precision | images/s |", "| --- | --- | --- | --- | --- |"]
         for name, by in record["inference"]["networks"].items():
-            for path in ("evaluate", "denoise", "anomaly"):
+            for path in PATHS:
                 lines.append(f"| {name} | `{path}` | {by['32'][f'{path}_images_per_second']} | {by['auto']['precision']} | "
                              f"{by['auto'][f'{path}_images_per_second']} |")
     return "\n".join(lines) + "\n"

@@ -60,3 +60,18 @@ def test_fast_ssim_matches_torchmetrics():
     b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
     ref = structural_similarity_index_measure(b, a, data_range=1.0, reduction="none").numpy()
     np.testing.assert_allclose(ssim_per_image(b.numpy(), a.numpy()), ref, atol=1e-6)
+
+
+def test_ssim_of_a_batch_is_each_images_ssim_whatever_the_threads():
+    """ssim_per_image shares a batch out to threads: each image's value is the one it gets alone."""
+    from brainae.evaluation.metrics import map_chunks, ssim_per_image
+
+    rng = np.random.default_rng(3)
+    x = rng.random((7, 1, 24, 20), dtype=np.float32)
+    y = np.clip(x + 0.1 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+    whole = ssim_per_image(x, y)
+    one_by_one = np.concatenate([ssim_per_image(x[i:i + 1], y[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(whole, one_by_one)
+    assert ssim_per_image(x[:0], y[:0]).shape == (0,)
+    assert map_chunks(lambda i, j: (i, j), 7, workers=3) == [(0, 3), (3, 6), (6, 7)]
+    assert map_chunks(lambda i, j: (i, j), 0) == []

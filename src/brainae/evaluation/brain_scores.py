@@ -4,11 +4,12 @@
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
 import torch
+
+from brainae.evaluation.metrics import map_chunks
 
 SCORES = ("mse", "ssim", "p99", "mse_detail")
 BRAIN_THRESHOLD = 0.05
@@ -158,18 +159,12 @@ def score_stack(images: np.ndarray, recons: np.ndarray, chunk: int = 64,
     threads (default: torch's thread count). scipy's filters, numpy's array arithmetic and torch release
     the GIL, so the chunks run on every core; every number is computed image by image, so it is the same
     whatever the chunks (tested)."""
-    def one(start: int) -> tuple:
-        x, r = images[start:start + chunk], recons[start:start + chunk]
+    def one(start: int, stop: int) -> tuple:
+        x, r = images[start:stop], recons[start:stop]
         brains = brain_masks(x)
         return brains, image_scores(x, r, brains)
 
-    starts = range(0, len(images), chunk)
-    workers = min(workers or torch.get_num_threads(), len(starts))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one, starts))
-    else:
-        parts = [one(s) for s in starts]
+    parts = map_chunks(one, len(images), chunk, workers)
     if not parts:
         return np.zeros(images.shape, bool), {k: np.zeros(0) for k in SCORES}
     return np.concatenate([p[0] for p in parts]), {k: np.concatenate([p[1][k] for p in parts]) for k in SCORES}
