@@ -247,6 +247,24 @@ def summarise(runs: dict[str, list[dict]], skip_first: bool = True) -> dict:
     return out
 
 
+def merge_inference(rounds: list[dict]) -> dict:
+    """One inference record from several runs: per network, precision and path, the median images/s of the
+    runs and every run's value (``..._per_round``), since this machine's speed drifts from run to run."""
+    merged = {k: v for k, v in rounds[0].items() if k != "networks"}
+    merged["rounds"] = len(rounds)
+    merged["networks"] = {}
+    for name, by_precision in rounds[0]["networks"].items():
+        for precision, row in by_precision.items():
+            out = {"precision": row["precision"]}
+            for key in row:
+                if key.endswith("_images_per_second"):
+                    values = [r["networks"][name][precision][key] for r in rounds]
+                    out[key] = round(statistics.median(values), 1)
+                    out[key.replace("_images_per_second", "_per_round")] = values
+            merged["networks"].setdefault(name, {})[precision] = out
+    return merged
+
+
 def markdown(record: dict) -> str:
     s = record["training"]
     lines = [f"# Training throughput: {record['benchmark']}", "", f"- machine: {record['machine']}",
@@ -264,11 +282,19 @@ def markdown(record: dict) -> str:
                       + (f" (round by round: {per_round})" if per_round else "")
                       + f"; validation loss {100 * s['brainae']['val_loss_vs_plain']:+.2f}% against the plain loop's."]
     if record.get("inference"):
-        lines += ["", "| network | path | float32 images/s | machine precision | images/s |", "| --- | --- | --- | --- | --- |"]
-        for name, by in record["inference"]["networks"].items():
+        inf = record["inference"]
+        lines += ["", f"Inference: the median of {inf.get('rounds', 1)} run(s), each a fresh process; the range in brackets.",
+                  "", "| network | path | float32 images/s | machine precision | images/s |", "| --- | --- | --- | --- | --- |"]
+
+        def cell(row: dict, path: str) -> str:
+            values = row.get(f"{path}_per_round", [])
+            spread = f" [{min(values)}, {max(values)}]" if len(values) > 1 else ""
+            return f"{row[f'{path}_images_per_second']}{spread}"
+
+        for name, by in inf["networks"].items():
             for path in PATHS:
-                lines.append(f"| {name} | `{path}` | {by['32'][f'{path}_images_per_second']} | {by['auto']['precision']} | "
-                             f"{by['auto'][f'{path}_images_per_second']} |")
+                lines.append(f"| {name} | `{path}` | {cell(by['32'], path)} | {by['auto']['precision']} | "
+                             f"{cell(by['auto'], path)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -287,6 +313,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="fewer training images (smoke tests only)")
     ap.add_argument("--infer-images", type=int, default=512)
     ap.add_argument("--infer-repeats", type=int, default=5)
+    ap.add_argument("--infer-rounds", type=int, default=3,
+                    help="inference runs, each a fresh process: the table shows their median and range")
     ap.add_argument("--no-inference", action="store_true")
     ap.add_argument("--tag", default="cpu", help="result files: results/train_throughput_<tag>.{json,md}")
     ap.add_argument("--worker", choices=["plain", "brainae", "inference"], help=argparse.SUPPRESS)
@@ -320,8 +348,11 @@ def main() -> int:
         "raw": runs,
     }
     if not args.no_inference:
-        print("inference", file=sys.stderr, flush=True)
-        record["inference"] = spawn(args, "inference", args.seed, tmp / "inference.json")
+        rounds = []
+        for r in range(args.infer_rounds):
+            print(f"inference {r + 1}/{args.infer_rounds}", file=sys.stderr, flush=True)
+            rounds.append(spawn(args, "inference", args.seed, tmp / f"inference{r}.json"))
+        record["inference"] = merge_inference(rounds)
     write_results(f"train_throughput_{args.tag}", record, markdown(record))
     return 0
 

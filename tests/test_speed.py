@@ -223,3 +223,16 @@ def test_compiled_training_matches_eager_and_keeps_checkpoint_keys(tmp_path):
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-2)
     model, cfg = load_run(tmp_path / "True")
     assert cfg.train.compile and not any("_orig_mod" in k for k in model.state_dict())
+
+
+def test_throughput_inference_runs_merge_to_their_median_and_range():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import train_throughput
+
+    def run(rate):
+        return {"images": 8, "networks": {"net": {"32": {"precision": "32", "anomaly_images_per_second": rate}}}}
+
+    merged = train_throughput.merge_inference([run(300.0), run(420.0), run(400.0)])
+    row = merged["networks"]["net"]["32"]
+    assert merged["rounds"] == 3 and merged["images"] == 8
+    assert row["anomaly_images_per_second"] == 400.0 and row["anomaly_per_round"] == [300.0, 420.0, 400.0]
