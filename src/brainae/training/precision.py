@@ -79,7 +79,7 @@ def inference_precision(device: torch.device) -> str:
 def infer(model: torch.nn.Module, x: torch.Tensor):
     """``model(x)`` for inference: no autograd, channels-last input, the machine's inference precision.
 
-    On a CPU with native bf16 this about doubles the images/s of the study's AE
+    On a CPU with native bf16 this takes the study AE's images/s up about 1.7x
     (``benchmarks/results/train_throughput_cpu.md``); PSNR stays within 0.05 dB of float32 (tested).
     """
     device = next(model.parameters()).device
