@@ -42,6 +42,6 @@ done
 STUDY_START=$(date +%s)
 step 320 "$PY" -m brainae study --preset seed "${COMMON[@]}" $FAST --out "$OUT/study" > "$OUT/study.log" 2>&1
 STUDY_SECONDS=$(( $(date +%s) - STUDY_START ))
-step 100 "$PY" benchmarks/train_throughput.py "${COMMON[@]}" ${FAST:+--cuda-graphs on} --epochs 2 --rounds 1 --tag "$TAG" > "$OUT/throughput.log" 2>&1
+step 100 "$PY" benchmarks/train_throughput.py "${COMMON[@]}" ${FAST:+--cuda-graphs on} --epochs 2 --rounds 1 --infer-rounds 1 --tag "$TAG" > "$OUT/throughput.log" 2>&1
 "$PY" benchmarks/gpu_check_table.py "$OUT" "$EPOCHS" "$STUDY_SECONDS" | tee "$OUT/gpu_check.txt"
 echo "total $(( $(date +%s) - START )) s"
