@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from brainae.evaluation.metrics import map_chunks
+from brainae.evaluation.metrics import map_chunks, ssim_map
 
 SCORES = ("mse", "ssim", "p99", "mse_detail")
 BRAIN_THRESHOLD = 0.05
@@ -112,29 +112,7 @@ def ssim_maps(images: np.ndarray, recons: np.ndarray, chunk: int = 256) -> np.nd
 
     for i in range(0, len(images), chunk):
         x, y = images[i:i + chunk].astype(out.dtype, copy=False), recons[i:i + chunk].astype(out.dtype, copy=False)
-        # scikit-image's S = (2 ux uy + c1)(2 vxy + c2) / ((ux^2 + uy^2 + c1)(vx + vy + c2)), v = blur(a b) - ua ub,
-        # written in place (temporaries took half the arithmetic's time); the same operations in the same order,
-        # and doubling is exact, so the same bits
-        ux, uy = blur(x), blur(y)
-        a1 = ux * uy
-        a2 = blur(x * y)
-        a2 -= a1
-        a2 *= 2
-        a2 += c2
-        a1 *= 2
-        a1 += c1
-        vx, vy = blur(x * x), blur(y * y)
-        ux *= ux
-        uy *= uy
-        vx -= ux
-        vy -= uy
-        ux += uy
-        ux += c1  # b1
-        vx += vy
-        vx += c2  # b2
-        a1 *= a2
-        ux *= vx
-        np.divide(a1, ux, out=out[i:i + chunk])
+        ssim_map(x, y, blur, c1, c2, out=out[i:i + chunk])
     return out
 
 
