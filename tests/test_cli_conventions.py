@@ -259,3 +259,23 @@ def test_the_flags_table_is_what_train_parses_and_what_build_config_maps():
 
     cfg = build_config("ae", **_flat(args))
     assert (cfg.train.early_stopping, cfg.train.cuda_graphs, cfg.data.nifti_axis) == (3, "off", 1)
+
+
+def test_inference_over_many_batches_draws_a_bar(monkeypatch, capsys):
+    """evaluate's scoring and the network loop of anomaly, denoise and reconstruct show a bar (at a terminal)
+    when there is more than one batch; a single batch passes without one."""
+    import numpy as np
+
+    from brainae.config import build_config
+    from brainae.evaluation.evaluate import image_metrics, reconstruct
+    from brainae.models import build_model
+
+    monkeypatch.setattr("brainae.progress.bars", lambda: True)
+    net = build_model(build_config("ae", preset="quick", data="phantom:10").model, 32).eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32), dtype=np.uint8)
+    reconstruct(net, images, batch_size=8)
+    assert capsys.readouterr().err == ""
+    reconstruct(net, images, batch_size=2)
+    assert "network" in capsys.readouterr().err
+    metrics = image_metrics(net, images, batch_size=2)
+    assert "scoring" in capsys.readouterr().err and len(metrics["psnr"]) == 5

@@ -15,6 +15,7 @@ from brainae.data.types import ImageSet, with_channels
 from brainae.errors import BrainaeError
 from brainae.evaluation.metrics import per_image_metrics, summarize
 from brainae.io import write_json
+from brainae.progress import bar
 from brainae.training.precision import reconstructions
 from brainae.training.run import load_run
 
@@ -37,7 +38,8 @@ def reconstruction_metrics(images: np.ndarray, recon_of: Callable[[np.ndarray], 
     """Per-image MSE/PSNR/SSIM of ``recon_of(part)`` (float32 in [0, 1], shaped like the uint8 ``part``)
     against each batch of ``images``: the networks' reconstructions, or a baseline's."""
     parts: dict[str, list] = {m: [] for m in METRICS}
-    for i in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for i in bar(starts, len(starts) > 1, desc="scoring", unit="batch", leave=False):
         part = images[i:i + batch_size]
         x = torch.from_numpy(with_channels(part)).float() / 255.0
         recon = torch.from_numpy(with_channels(recon_of(part)))

@@ -20,6 +20,7 @@ import torch
 
 from brainae.data.types import with_channels
 from brainae.errors import BrainaeError
+from brainae.progress import bar
 from brainae.training.memory import keep_freed_memory
 
 CHOICES = ("auto", "32", "bf16-mixed", "16-mixed", "64")
@@ -103,7 +104,8 @@ def map_batches(model: torch.nn.Module, images: np.ndarray, fn: Callable, batch_
     keep_freed_memory()
     device = next(model.parameters()).device
     parts = []
-    for i in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for i in bar(starts, len(starts) > 1, desc="network", unit="batch", leave=False):
         x = torch.from_numpy(np.ascontiguousarray(with_channels(images[i:i + batch_size])))
         x = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()).to(device)
         parts.append(fn(model, x).float().cpu().numpy())
