@@ -60,6 +60,12 @@ def test_evaluate_scores_the_pca_baseline_beside_the_run_on_request(study_dir, c
     # fitted on the run's own training split: the study's row for the same split and code size
     assert result["baselines"]["pca"]["psnr"] == summary["baselines"]["pca"]["psnr"]
     assert rows[1][1] == str(result["baselines"]["pca"]["latent_dim"])
+    assert result["baselines"]["pca"]["split"] == "test"
+    # another split: the baseline scores that split and says so
+    assert main(["evaluate", str(run), "--split", "val", "--baseline", "pca", "--no-progress"]) == 0
+    val = json.loads((run / "eval" / "val.json").read_text())
+    assert val["split"] == val["baselines"]["pca"]["split"] == "val"
+    assert val["baselines"]["pca"]["n"] == val["n"] and val["baselines"]["pca"]["psnr"] != result["baselines"]["pca"]["psnr"]
 
 
 def test_study_compares_new_architectures_with_their_latent_size_parameters_and_bypass(tmp_path, capsys):

@@ -73,9 +73,11 @@ def pca_reconstruct(images: np.ndarray, mean: torch.Tensor, basis: torch.Tensor)
     return recon.clamp_(0, 1).reshape(images.shape).numpy()
 
 
-def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0, batch_size: int = 256) -> dict:
+def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0, batch_size: int = 256,
+                 split: str = "test") -> dict:
     """The PCA row of the held-out comparison: ``metrics_table`` of the test reconstructions through the
     top ``components`` principal directions of the training images, with the facts a model row has.
+    split: the name of the split ``test`` holds (``brainae evaluate --split val`` scores the validation one).
 
     Example:
         >>> row = pca_baseline(full.split("train"), full.split("test"), components=512)  # doctest: +SKIP
@@ -83,6 +85,6 @@ def pca_baseline(train: ImageSet, test: ImageSet, components: int, seed: int = 0
     """
     mean, basis = pca_basis(train.images, components, seed)
     values = reconstruction_metrics(test.images, lambda part: pca_reconstruct(part, mean, basis), batch_size)
-    return {"model": "pca", "split": "test", "latent_dim": int(basis.shape[1]), "parameters": int(basis.numel() + mean.numel()),
+    return {"model": "pca", "split": split, "latent_dim": int(basis.shape[1]), "parameters": int(basis.numel() + mean.numel()),
             "bypasses_bottleneck": False, "fitted_on": fitted_on(len(train)),
             **metrics_table(values, test, seed)}

@@ -129,17 +129,17 @@ def evaluate(run_dir: str | Path, data: Optional[str] = None, split: str = "test
         **metrics_table(values, ds),
     }
     if baseline == "pca":
-        result["baselines"] = pca_row(cfg, facts["latent_dim"], ds, progress)
+        result["baselines"] = pca_row(cfg, facts["latent_dim"], ds, split, progress)
     write_json(Path(run_dir) / "eval" / f"{split}.json", result)
     return result
 
 
-def pca_row(cfg: Config, latent_dim: int, ds: ImageSet, progress: bool = True) -> dict:
-    """{"pca": the PCA baseline on ``ds``, ``latent_dim`` components fitted on the run's training split}."""
+def pca_row(cfg: Config, latent_dim: int, ds: ImageSet, split: str, progress: bool = True) -> dict:
+    """{"pca": the PCA baseline on ``ds`` (the run's ``split``), ``latent_dim`` components fitted on its training split}."""
     from brainae.evaluation.baselines import pca_baseline  # it imports metrics_table from here
 
     train = load_data(cfg.data, progress=progress).split("train")
-    return {"pca": pca_baseline(train, ds, latent_dim, seed=cfg.data.seed)}
+    return {"pca": pca_baseline(train, ds, latent_dim, seed=cfg.data.seed, split=split)}
 
 
 def format_per_class(result: dict) -> str:
