@@ -122,7 +122,7 @@ def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> 
     inside = with_empty_as_whole(brains)
     out = {"mse": brain_mean(res * res, inside), "ssim": 1.0 - brain_mean(ssim_maps(images, recons), inside),
            "p99": brain_percentile(res, inside, 99)}
-    out["mse_detail"] = out["mse"] / np.maximum(detail_energy(images, brains), 1e-8)  # 1e-8: a flat image
+    out["mse_detail"] = out["mse"] / np.maximum(detail_energy(images, inside), 1e-8)  # 1e-8: a flat image
     return out
 
 
