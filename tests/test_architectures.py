@@ -7,7 +7,7 @@ import torch
 
 from brainae.config import ModelConfig
 from brainae.errors import BrainaeError
-from brainae.models import build_model, model_names, resae, residual, skipae, unet
+from brainae.models import blocks, build_model, model_names, resae, residual, skipae, unet
 from brainae.models.residual import ResidualOutput
 from brainae.models.vae import vae_loss
 from brainae.visualization.layers import capture_layers, conv_layers
@@ -283,6 +283,26 @@ def test_bad_configs_name_the_key(kw, size, key):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("kernel,scale", [(3, 2), (5, 2), (3, 3), (1, 2), (4, 2), (3, 1)])
+def test_upconv_equals_upsampling_then_conv_in_values_and_gradients(kernel, scale):
+    torch.manual_seed(0)
+    up = blocks.UpConv(3, 4, kernel, scale).double()
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    out = up(x)
+    ref = torch.nn.Conv2d.forward(up, torch.nn.functional.interpolate(ref_x, scale_factor=scale, mode="nearest"))
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(out)
+    w, b, gx = torch.autograd.grad(out, (up.weight, up.bias, x), grad)
+    rw, rb, rgx = torch.autograd.grad(ref, (up.weight, up.bias, ref_x), grad)
+    for a, r in ((w, rw), (b, rb), (gx, rgx)):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert (up.phase_sum is None) == (kernel % 2 == 0 or scale == 1)  # the transposed conv where it is exact
+    assert "phase_sum" not in up.state_dict()  # checkpoints hold the conv's parameters only
+
+
 def test_docstring_examples_run():
+    assert doctest.testmod(blocks, extraglobs={"torch": torch}).failed == 0
     for module in (resae, skipae, unet, residual):
         assert doctest.testmod(module, extraglobs={"torch": torch}).failed == 0, module.__name__

@@ -69,6 +69,8 @@ class ResBlock(nn.Module):
     Convs followed by a norm carry no bias: the norm's shift replaces it.
     """
 
+    fold_pairs = (("conv1", "norm1"), ("conv2", "norm2"))  # each norm takes its conv's output alone (models/fold.py)
+
     def __init__(self, c_in: int, c_out: int, kernel: int, norm_name: str, act: str) -> None:
         super().__init__()
         bias = norm_name == "none"
@@ -85,19 +87,49 @@ class ResBlock(nn.Module):
         return self.act2(h + self.proj(x))
 
 
+def upsample_conv_matrix(scale: int, kernel: int) -> torch.Tensor:
+    """(2 (kernel // 2) + scale, kernel) 0/1 matrix P such that, along one axis, a 'same' conv of odd size
+    ``kernel`` after nearest upsampling by ``scale`` is the transposed conv (stride ``scale``, padding
+    kernel // 2) whose kernel is P w: output pixel ``scale i + a`` sees input pixel ``i + (a + u) // scale``
+    through tap u, i.e. the transposed conv's tap ``(a + u) % scale - u + kernel // 2``.
+
+    Example:
+        >>> upsample_conv_matrix(2, 3).int().tolist()
+        [[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]]
+    """
+    half = kernel // 2
+    p = torch.zeros(2 * half + scale, kernel)
+    for u in range(-half, half + 1):
+        for a in range(scale):
+            p[(a + u) % scale - u + half, u + half] += 1
+    return p
+
+
 class UpConv(nn.Conv2d):
     """Nearest-neighbour upsampling by ``scale`` followed by a 'same' conv.
 
     A ``Conv2d`` subclass so that layer hooks (which look for convs opening a Sequential) see a
-    decoder level as one layer, like the study's transposed convs.
+    decoder level as one layer, like the study's transposed convs. Run as the transposed conv it
+    equals (odd kernels; ``upsample_conv_matrix``): the upsampled image is never made, and a 3x3
+    kernel at scale 2 costs 4 multiply-adds an output pixel instead of 9. The parameters are the conv's,
+    so checkpoints are unchanged.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, scale: int, bias: bool = True) -> None:
         super().__init__(c_in, c_out, kernel, padding=kernel // 2, bias=bias)
         self.scale = scale
+        as_transposed = scale > 1 and kernel % 2 == 1
+        self.register_buffer("phase_sum", upsample_conv_matrix(scale, kernel) if as_transposed else None,
+                             persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+        if self.phase_sum is None:
+            return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+        acc = torch.promote_types(self.weight.dtype, torch.float32)
+        p = self.phase_sum.to(acc)
+        with torch.autocast(x.device.type, enabled=False):  # sums of taps in float32 at least, cast once by the conv
+            w = torch.einsum("ku,oiuv,lv->iokl", p, self.weight.to(acc), p).to(self.weight.dtype)
+        return F.conv_transpose2d(x, w, self.bias, stride=self.scale, padding=self.kernel_size[0] // 2)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={self.scale}"
