@@ -75,3 +75,18 @@ def test_ssim_of_a_batch_is_each_images_ssim_whatever_the_threads():
     assert ssim_per_image(x[:0], y[:0]).shape == (0,)
     assert map_chunks(lambda i, j: (i, j), 7, workers=3) == [(0, 3), (3, 6), (6, 7)]
     assert map_chunks(lambda i, j: (i, j), 0) == []
+
+
+@pytest.mark.parametrize("mode", ["mirror", "reflect"])
+def test_blur_matrix_is_scipys_filter_even_when_the_window_outgrows_the_image(mode):
+    """Border folding repeats for images narrower than the window, as scipy's does."""
+    from scipy.ndimage import correlate1d
+
+    from brainae.evaluation.metrics import blur_matrix
+
+    taps = np.exp(-0.5 / 1.5 ** 2 * np.arange(-5, 6) ** 2)
+    for n in (1, 2, 3, 4, 7, 40):
+        v = np.random.default_rng(n).random(n)
+        got = blur_matrix(n, 1.5, 5, mode).numpy() @ v
+        np.testing.assert_allclose(got, correlate1d(v, taps / taps.sum(), mode=mode), rtol=0, atol=1e-14)
+    assert blur_matrix(6, 1.5, 5, mode).dtype == torch.float64

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from brainae.evaluation.metrics import map_chunks, ssim_map
+from brainae.evaluation.metrics import map_chunks, ssim_map, stack_blur
 
 SCORES = ("mse", "ssim", "p99", "mse_detail")
 BRAIN_THRESHOLD = 0.05
@@ -101,18 +101,15 @@ def blur_each(images: np.ndarray, sigma: float, **kwargs) -> np.ndarray:
 
 def ssim_maps(images: np.ndarray, recons: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Local SSIM maps (N, H, W) of float images in [0, 1]: scikit-image's ``structural_similarity(x, r,
-    data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)`` per image,
-    computed here on stacks because that function takes one image per call, which made it most of the
-    anomaly scores' time. Its formula and filter arguments are repeated exactly; a test compares the two."""
+    data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True)`` per image to
+    float rounding, computed here on stacks because that function takes one image per call, which made it
+    most of the anomaly scores' time. Its formula and filter arguments are repeated; a test compares the two."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2  # (K1 * data_range) ** 2, (K2 * data_range) ** 2 at scikit-image's K1, K2
     out = np.empty(images.shape, np.result_type(images.dtype, recons.dtype, np.float32))
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        return blur_each(a, 1.5, truncate=3.5, mode="reflect")
-
+    blur = stack_blur(images.shape, 1.5, int(3.5 * 1.5 + 0.5), "reflect")  # scikit-image: truncate 3.5
     for i in range(0, len(images), chunk):
-        x, y = images[i:i + chunk].astype(out.dtype, copy=False), recons[i:i + chunk].astype(out.dtype, copy=False)
-        ssim_map(x, y, blur, c1, c2, out=out[i:i + chunk])
+        x, y = (torch.from_numpy(a[i:i + chunk].astype(out.dtype, copy=False)) for a in (images, recons))
+        out[i:i + chunk] = ssim_map(x, y, blur, c1, c2).numpy()
     return out
 
 
