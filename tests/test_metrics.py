@@ -62,8 +62,8 @@ def test_fast_ssim_matches_torchmetrics():
     np.testing.assert_allclose(ssim_per_image(b.numpy(), a.numpy()), ref, atol=1e-6)
 
 
-def test_ssim_of_a_batch_is_each_images_ssim_whatever_the_threads():
-    """ssim_per_image shares a batch out to threads: each image's value is the one it gets alone."""
+def test_ssim_of_a_batch_is_each_images_ssim_alone():
+    """ssim_per_image blurs a whole batch in one matrix product: each image's value is the one it gets alone."""
     from brainae.evaluation.metrics import map_chunks, ssim_per_image
 
     rng = np.random.default_rng(3)

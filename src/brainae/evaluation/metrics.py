@@ -24,7 +24,7 @@ def per_image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, np
     recon, target = recon.float().clamp(0, 1), target.float()
     mse = ((recon - target) ** 2).flatten(1).mean(1)
     psnr = peak_signal_noise_ratio(recon, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    ssim = ssim_per_image(recon.numpy(), target.numpy())
+    ssim = ssim_per_image(recon, target)
     return {"mse": mse.numpy(), "psnr": psnr.numpy(), "ssim": ssim}
 
 
@@ -40,7 +40,7 @@ def ssim_per_image(x, y, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03)
         >>> ssim_per_image(x, x).round(6).tolist()
         [1.0, 1.0]
     """
-    x, y = torch.as_tensor(np.asarray(x, np.float32)), torch.as_tensor(np.asarray(y, np.float32))
+    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
     if not len(x):
         return np.zeros(0, np.float32)
     # "mirror" is torch's "reflect" padding: the edge pixel is not repeated
