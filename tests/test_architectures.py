@@ -284,10 +284,12 @@ def test_bad_configs_name_the_key(kw, size, key):
 
 
 @pytest.mark.parametrize("kernel,scale", [(3, 2), (5, 2), (3, 3), (1, 2), (4, 2), (3, 1)])
-def test_upconv_equals_upsampling_then_conv_in_values_and_gradients(kernel, scale):
+@pytest.mark.parametrize("c_in,c_out", [(3, 4), (9, 1), (18, 2)])  # the last two run as output phases
+def test_upconv_equals_upsampling_then_conv_in_values_and_gradients(kernel, scale, c_in, c_out):
     torch.manual_seed(0)
-    up = blocks.UpConv(3, 4, kernel, scale).double()
-    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    up = blocks.UpConv(c_in, c_out, kernel, scale).double()
+    assert up.as_phases == (up.phase_sum is not None and c_out * scale ** 2 <= c_in)
+    x = torch.randn(2, c_in, 5, 6, dtype=torch.float64, requires_grad=True)
     ref_x = x.detach().clone().requires_grad_()
     out = up(x)
     ref = torch.nn.Conv2d.forward(up, torch.nn.functional.interpolate(ref_x, scale_factor=scale, mode="nearest"))

@@ -90,3 +90,20 @@ def test_blur_matrix_is_scipys_filter_even_when_the_window_outgrows_the_image(mo
         got = blur_matrix(n, 1.5, 5, mode).numpy() @ v
         np.testing.assert_allclose(got, correlate1d(v, taps / taps.sum(), mode=mode), rtol=0, atol=1e-14)
     assert blur_matrix(6, 1.5, 5, mode).dtype == torch.float64
+
+
+def test_stack_blur_in_blocks_is_the_whole_matrix_product():
+    """stack_blur multiplies each block of outputs by the inputs that reach it only: the same numbers as the
+    dense blur_matrix product, at sizes below, on and across its block edges, and when it overwrites its input."""
+    from brainae.evaluation.metrics import blur_matrix, stack_blur
+
+    rng = np.random.default_rng(5)
+    for h, w in ((1, 3), (5, 16), (16, 17), (33, 40), (128, 128), (70, 9)):
+        a = torch.from_numpy(rng.random((2, 3, h, w)))
+        for sigma, radius, mode in ((1.5, 5, "mirror"), (1.0, 4, "reflect")):
+            dense = blur_matrix(h, sigma, radius, mode) @ a @ blur_matrix(w, sigma, radius, mode).T
+            blur = stack_blur(a.shape, sigma, radius, mode)
+            torch.testing.assert_close(blur(a), dense, rtol=0, atol=1e-14)
+            x = a.clone()
+            assert blur(x, out=x) is x
+            torch.testing.assert_close(x, dense, rtol=0, atol=1e-14)

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+SSIM_CHUNK = 16  # images per SSIM call: its four maps of 128 px then stay in the cache (64 ran 1.5-2.6x slower here)
+
 
 def per_image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
     """MSE, PSNR (dB) and SSIM (11x11 Gaussian window, sigma 1.5) of each image in a batch.
@@ -41,11 +43,13 @@ def ssim_per_image(x, y, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03)
         [1.0, 1.0]
     """
     x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    if not len(x):
-        return np.zeros(0, np.float32)
     # "mirror" is torch's "reflect" padding: the edge pixel is not repeated
-    s = ssim_map(x, y, stack_blur(x.shape, sigma, int(3.5 * sigma + 0.5), "mirror"), k1 ** 2, k2 ** 2)
-    return s.reshape(len(s), -1).mean(1).numpy()
+    blur = stack_blur(x.shape, sigma, int(3.5 * sigma + 0.5), "mirror")
+    out = np.zeros(len(x), np.float32)
+    for i in range(0, len(x), SSIM_CHUNK):
+        s = ssim_map(x[i:i + SSIM_CHUNK], y[i:i + SSIM_CHUNK], blur, k1 ** 2, k2 ** 2)
+        out[i:i + len(s)] = s.reshape(len(s), -1).mean(1).numpy()
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -71,31 +75,58 @@ def blur_matrix(n: int, sigma: float, radius: int, mode: str) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def stack_blur(shape, sigma: float, radius: int, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The Gaussian blur of ``blur_matrix`` over the last two axes of tensors of ``shape``."""
-    rows, cols = blur_matrix(shape[-2], sigma, radius, mode), blur_matrix(shape[-1], sigma, radius, mode).T
+def stack_blur(shape, sigma: float, radius: int, mode: str) -> Callable[..., torch.Tensor]:
+    """The Gaussian blur of ``blur_matrix`` over the last two axes of tensors of ``shape``: ``blur(a)``, or
+    ``blur(a, out=a)`` to overwrite a stack that is not needed after.
 
-    def blur(a: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(rows.to(a.dtype), torch.matmul(a, cols.to(a.dtype)))
+    The matrices are banded: an output pixel reads only 2 radius + 1 inputs. So each axis is cut into
+    blocks of outputs, and each block is one matrix product with the few input rows or columns that reach
+    it (plus the folded border), not with all of them: at 128 pixels and an 11-tap window, a fifth of the
+    multiplications and about half the time of the dense product (block sizes measured on this CPU)."""
+    rows = _bands(blur_matrix(shape[-2], sigma, radius, mode), 16)
+    cols = [(s, e, lo, hi, w.T) for s, e, lo, hi, w in _bands(blur_matrix(shape[-1], sigma, radius, mode), 32)]
+
+    def blur(a: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        tmp = torch.empty_like(a)
+        for s, e, lo, hi, w in cols:  # tmp = a @ cols.T, block by block
+            tmp[..., s:e] = torch.matmul(a[..., lo:hi], w.to(a.dtype))
+        out = torch.empty_like(a) if out is None else out
+        for s, e, lo, hi, w in rows:  # out = rows @ tmp, block by block
+            out[..., s:e, :] = torch.matmul(w.to(a.dtype), tmp[..., lo:hi, :])
+        return out
 
     return blur
+
+
+def _bands(m: torch.Tensor, block: int) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """(first row, end row, first column, end column, m[rows, columns]) of each block of ``block`` rows of
+    ``m``, its columns cut to those with a nonzero weight in that block."""
+    out = []
+    for s in range(0, len(m), block):
+        e = min(s + block, len(m))
+        used = torch.nonzero(m[s:e].abs().sum(0)).flatten()
+        lo, hi = int(used.min()), int(used.max()) + 1
+        out.append((s, e, lo, hi, m[s:e, lo:hi].contiguous()))
+    return out
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, blur: Callable[[torch.Tensor], torch.Tensor], c1: float,
              c2: float) -> torch.Tensor:
     """The local SSIM map (2 ux uy + c1)(2 vxy + c2) / ((ux^2 + uy^2 + c1)(vx + vy + c2)), u = blur(a) and
-    vab = blur(a b) - ua ub: the formula of torchmetrics and scikit-image, in scikit-image's order of
-    operations. The five blurs are one call on a stack; the arithmetic is in place (temporaries took half
-    of its time)."""
-    ux, uy, vx, vy, a2 = blur(torch.stack([x, y, x * x, y * y, x * y]))
+    vab = blur(a b) - ua ub: the formula of torchmetrics and scikit-image. Only the sum vx + vy enters it,
+    and a blur is linear, so blur(x^2 + y^2) stands for blur(x^2) + blur(y^2): four blurs, not five, in
+    one call on a stack. The arithmetic is in place (temporaries took half of its time)."""
+    stack = torch.empty((4,) + x.shape, dtype=x.dtype, device=x.device)
+    stack[0], stack[1] = x, y
+    torch.mul(x, x, out=stack[2]).addcmul_(y, y)
+    torch.mul(x, y, out=stack[3])
+    ux, uy, s, a2 = blur(stack, out=stack)
     a1 = ux * uy
     a2.sub_(a1).mul_(2).add_(c2)
     a1.mul_(2).add_(c1)
-    vx.sub_(ux.square_())
-    vy.sub_(uy.square_())
-    ux.add_(uy).add_(c1)
-    vx.add_(vy).add_(c2)
-    return a1.mul_(a2).div_(ux.mul_(vx))
+    q = ux.square_().add_(uy.square_())
+    s.sub_(q).add_(c2)
+    return a1.mul_(a2).div_(q.add_(c1).mul_(s))
 
 
 def map_chunks(fn: Callable[[int, int], object], n: int, chunk: Optional[int] = None,
