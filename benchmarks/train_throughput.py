@@ -1,8 +1,9 @@
 """Benchmark: training and inference speed of brainae against the study's recipe written as a plain PyTorch loop.
 
-The reference is what the study's notebook does: the network built as is, the training images made
-float32 tensors once, then ``for batch: forward, MSE, backward, Adam step`` in float32. ``brainae train``
-runs the same network (the study's AE), data, split, batch size, learning rate and epochs with its
+The reference is what the study's notebook does: the network built with torch's own layers (brainae's
+``ConvTranspose``, which adds its bias after the conv when training on a CPU, made ``nn.ConvTranspose2d``
+again), the training images made float32 tensors once, then ``for batch: forward, MSE, backward, Adam
+step`` in float32. ``brainae train`` runs the same network (the study's AE), data, split, batch size, learning rate and epochs with its
 defaults (``--precision auto``). The two alternate in one run, each in a fresh process (so peak memory is
 its own), ``--rounds`` times. Reported per engine:
 
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from brainae.config import build_config
 from brainae.data.load import load_data
-from brainae.models import build_network
+from brainae.models import blocks, build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
@@ -103,12 +104,22 @@ class Windows(L.Callback):
             self._t, self._k = now, 0
 
 
+def torch_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with torch's own layers where brainae subclasses them for speed, as the study wrote it: its
+    ``ConvTranspose`` (bias added after the conv when training on a CPU) becomes ``nn.ConvTranspose2d``
+    again. Same attributes and parameters, so only the class changes."""
+    for m in model.modules():
+        if type(m) is blocks.ConvTranspose:
+            m.__class__ = torch.nn.ConvTranspose2d
+    return model
+
+
 def worker_plain(args, cfg, ds, device) -> dict:
     """The study's recipe the plain way: float32 tensors prepared once, a bare loop."""
     train_images = ds.split("train").images
     x_all = torch.from_numpy(train_images[:, None].copy()).float().div_(255.0).to(device)
     torch.manual_seed(args.seed)
-    model = build_network(cfg.model, cfg.data.image_size).to(device)
+    model = torch_layers(build_network(cfg.model, cfg.data.image_size)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     bs, n = cfg.train.batch_size, len(x_all)
     steps = n // bs if n % bs == 1 else -(-n // bs)  # as brainae: a last batch of one image is dropped

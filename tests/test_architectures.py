@@ -308,3 +308,33 @@ def test_docstring_examples_run():
     assert doctest.testmod(blocks, extraglobs={"torch": torch}).failed == 0
     for module in (resae, skipae, unet, residual):
         assert doctest.testmod(module, extraglobs={"torch": torch}).failed == 0, module.__name__
+
+
+def test_conv_transpose_with_its_bias_added_after_is_the_plain_layer():
+    """blocks.ConvTranspose adds its bias after the conv when it trains on a CPU (oneDNN's bias gradient was
+    slow): values and gradients equal nn.ConvTranspose2d's in float64, within bf16 rounding under autocast,
+    and inference and output_size take the plain call."""
+    torch.manual_seed(0)
+    layer = blocks.ConvTranspose(6, 3, 4, stride=2, padding=1).double()
+    plain = torch.nn.ConvTranspose2d(6, 3, 4, stride=2, padding=1).double()
+    plain.load_state_dict(layer.state_dict())
+    assert set(layer.state_dict()) == {"weight", "bias"}
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    out, ref = layer(x), plain(ref_x)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (layer.weight, layer.bias, x), grad)
+    want = torch.autograd.grad(ref, (plain.weight, plain.bias, ref_x), grad)
+    for a, r in zip(got, want):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer(x, output_size=[11, 15]), plain(x, output_size=[11, 15]))
+    layer.float(), plain.float()
+    with torch.autocast("cpu", torch.bfloat16):
+        out, ref = layer(x.float()), plain(x.float())
+    assert out.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref.float(), rtol=0.02, atol=0.02)
+    assert isinstance(build_model(ModelConfig(name="ae", channels=[4, 8], latent_dim=8), 16).decoder[0][0],
+                      blocks.ConvTranspose)

@@ -236,3 +236,24 @@ def test_throughput_inference_runs_merge_to_their_median_and_range():
     row = merged["networks"]["net"]["32"]
     assert merged["rounds"] == 3 and merged["images"] == 8
     assert row["anomaly_images_per_second"] == 400.0 and row["anomaly_per_round"] == [300.0, 420.0, 400.0]
+
+
+def test_throughput_reference_runs_torchs_own_transposed_conv():
+    """The plain loop is the study's code: brainae's ConvTranspose (bias after the conv on a CPU) is made
+    nn.ConvTranspose2d again, with the same parameters and outputs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import train_throughput
+
+    from brainae.config import ModelConfig
+    from brainae.models import blocks, build_network
+
+    torch.manual_seed(0)
+    model = build_network(ModelConfig(name="ae", channels=[4, 8], latent_dim=8), 16).eval()  # stats stay put
+    x = torch.rand(2, 1, 16, 16)
+    before = model(x).recon
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = train_throughput.torch_layers(model)
+    kinds = {type(m) for m in plain.modules()}
+    assert torch.nn.ConvTranspose2d in kinds and blocks.ConvTranspose not in kinds
+    torch.testing.assert_close(plain(x).recon, before)
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
