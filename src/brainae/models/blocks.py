@@ -68,10 +68,10 @@ def up_block(c_in: int, c_out: int, stride: int, norm_name: str | None, act: str
 class ConvTranspose(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` that, when training on a CPU, adds its bias after the conv instead of in it.
 
-    oneDNN's backward of a transposed conv with a bias took 0.3 to 3.6 ms more per step than without
-    one for the study AE's decoder layers, the bias gradient alone; a sum over the output's gradient
-    gives it for about a tenth of that. Inference, other devices and ``output_size`` keep the plain
-    call. Same parameters, so checkpoints are unchanged.
+    oneDNN's backward of a transposed conv with a bias took up to 3.7 ms a step longer than without one
+    for the study AE's decoder layers, the bias gradient alone, which a sum over the output's gradient
+    gives in a fraction of a millisecond (``benchmarks/conv_bias.py``). Inference, other devices and
+    ``output_size`` keep the plain call. Same parameters, so checkpoints are unchanged.
     """
 
     def forward(self, x: torch.Tensor, output_size: Optional[list[int]] = None) -> torch.Tensor:

@@ -1,0 +1,133 @@
+"""Benchmark: the study AE's transposed convs with the bias inside oneDNN's backward, and added after the conv.
+
+Two measurements, bf16 autocast and channels-last as ``brainae train`` runs on a CPU:
+
+1. per decoder layer of the study's AE (batch 16, 128 px): the time of ``convolution_backward`` with the
+   bias gradient and without it, and of the sum over the output's gradient that gives the bias gradient
+   instead (the median of ``--repeats`` calls, each after a warm-up);
+2. the whole bare training step (forward, MSE, backward, fused Adam) of the study's AE, with torch's
+   ``nn.ConvTranspose2d`` and with brainae's ``blocks.ConvTranspose`` (bias added after the conv): two
+   networks in one process, ``--windows`` windows of ``--steps`` steps each, alternating which goes first,
+   so that the machine's drift hits both; the median images/s and each window's ratio.
+
+Results go to benchmarks/results/conv_bias_cpu.{json,md}.
+
+    python benchmarks/conv_bias.py [--repeats 11] [--windows 8] [--steps 8]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train_real import command_line, machine, write_results  # noqa: E402
+
+from brainae.models import blocks  # noqa: E402
+from brainae.models.ae import ConvAE  # noqa: E402
+from brainae.training.memory import keep_freed_memory  # noqa: E402
+
+LAYERS = ((512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 32, 32), (32, 1, 64))  # in, out, input size
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return round(1000 * statistics.median(times), 3)
+
+
+def layer_times(repeats: int) -> list[dict]:
+    cl, rows = torch.channels_last, []
+    for c_in, c_out, size in LAYERS:
+        x = torch.randn(16, c_in, size, size).bfloat16().contiguous(memory_format=cl)
+        w = (0.05 * torch.randn(c_in, c_out, 4, 4)).bfloat16().contiguous(memory_format=cl)
+        gy = torch.randn(16, c_out, 2 * size, 2 * size).bfloat16().contiguous(memory_format=cl)
+        args = (gy, x, w, [c_out], [2, 2], [1, 1], [1, 1], True, [0, 0], 1)
+        rows.append({
+            "layer": f"{c_in} -> {c_out}, {size} -> {2 * size} px",
+            "backward_with_bias_ms": median_ms(lambda: torch.ops.aten.convolution_backward(*args, [True, True, True]), repeats),
+            "backward_without_bias_ms": median_ms(lambda: torch.ops.aten.convolution_backward(*args, [True, True, False]), repeats),
+            "bias_as_sum_ms": median_ms(lambda: gy.sum((0, 2, 3), dtype=torch.float32), repeats),
+        })
+    return rows
+
+
+def study_ae(torch_layer: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    net = ConvAE(image_size=128).to(memory_format=torch.channels_last)
+    if torch_layer:  # the same attributes and parameters: only the class changes
+        for m in net.modules():
+            if type(m) is blocks.ConvTranspose:
+                m.__class__ = torch.nn.ConvTranspose2d
+    return net, torch.optim.Adam(net.parameters(), lr=5e-4, fused=True)
+
+
+def step_rates(windows: int, steps: int) -> dict:
+    x = torch.rand(16, 1, 128, 128).contiguous(memory_format=torch.channels_last)
+    nets = {"nn.ConvTranspose2d": study_ae(True), "blocks.ConvTranspose": study_ae(False)}
+
+    def step(net, opt):
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = F.mse_loss(net(x).recon.float(), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for net, opt in nets.values():
+        for _ in range(3):
+            step(net, opt)
+    rates: dict[str, list[float]] = {k: [] for k in nets}
+    for w in range(windows):
+        for name in (list(nets) if w % 2 else list(reversed(nets))):
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(*nets[name])
+            rates[name].append(round(steps * 16 / (time.perf_counter() - t), 1))
+    ratios = [round(a / b, 3) for a, b in zip(rates["blocks.ConvTranspose"], rates["nn.ConvTranspose2d"])]
+    return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+            "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}
+
+
+def markdown(record: dict) -> str:
+    lines = ["# The study AE's transposed convs: bias gradient in oneDNN's backward or as a sum", "",
+             f"- machine: {record['machine']}", f"- command: `{record['command']}`",
+             "- bf16 autocast, channels-last, batch 16, 128 px", "",
+             "| decoder layer | backward with bias, ms | without, ms | bias gradient as a sum, ms |",
+             "| --- | --- | --- | --- |"]
+    for r in record["layers"]:
+        lines.append(f"| {r['layer']} | {r['backward_with_bias_ms']} | {r['backward_without_bias_ms']} | "
+                     f"{r['bias_as_sum_ms']} |")
+    s = record["step"]
+    lines += ["", "Bare training step of the study's AE, images/s (median of the windows; one process, alternating):",
+              "", "| transposed conv | images/s |", "| --- | --- |"]
+    lines += [f"| `{k}` | {v} |" for k, v in s["median"].items()]
+    lines += ["", f"Window by window, bias after / bias inside: {', '.join(f'{r}x' for r in s['ratios'])} "
+              f"(median **{s['median_ratio']}x**).", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--windows", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args()
+    keep_freed_memory()  # as brainae train does
+    record = {"machine": machine(), "command": command_line("conv_bias.py"), "layers": layer_times(args.repeats),
+              "step": step_rates(args.windows, args.steps)}
+    write_results("conv_bias_cpu", record, markdown(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
