@@ -154,9 +154,9 @@ class UpConv(nn.Conv2d):
     where a 3x3 kernel at scale 2 costs 4 multiply-adds an output pixel instead of 9; or, when it has
     fewer outputs than the scale squared times its inputs allow (the one-channel output layer), as a
     conv giving each of the scale^2 output phases as channels, then ``pixel_shuffle``
-    (``upsample_phase_taps``): a transposed conv to one channel ran 1.4x slower than that on this CPU,
-    a transposed conv to 8, 16 or 32 channels faster. The parameters are the conv's, so checkpoints are
-    unchanged.
+    (``upsample_phase_taps``): on this CPU oneDNN ran a transposed conv to one channel slower than that,
+    and transposed convs to 8, 16 or 32 channels faster. The parameters are the conv's, so checkpoints
+    are unchanged.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, scale: int, bias: bool = True) -> None:
