@@ -30,7 +30,7 @@ from brainae.sweeps.study import open_storage
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 8
+TRIALS = 8  # of 12 epochs each: shorter trials left too brief a moment with both workers inside one
 GRACE = 120  # the heartbeat's grace period (2 x the 60 s heartbeat) a restart used to wait out
 SPACE = "train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n" \
         "model.latent_dim: {type: categorical, choices: [8, 16]}\n"
@@ -41,7 +41,7 @@ def _sweep_command(out: Path, storage: list[str]) -> list[str]:
     space = out.parent / "space.yaml"
     space.write_text(SPACE)
     return [sys.executable, "-m", "brainae", "sweep", "--model", "ae", "--data", "phantom:60", "--preset", "quick",
-            "--epochs", "6", "--pruner", "none", "--space", str(space), "--trials", str(TRIALS), "--workers", "2",
+            "--epochs", "12", "--pruner", "none", "--space", str(space), "--trials", str(TRIALS), "--workers", "2",
             "--study", "crash", "--out", str(out), *storage] + [a for kv in TINY for a in ("--set", kv)]
 
 
