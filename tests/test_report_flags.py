@@ -84,6 +84,16 @@ def test_not_converged_ignores_a_run_without_finite_losses():
 
 # --- validation spikes -------------------------------------------------------------------------
 
+def test_best_at_first_epoch_fires_when_no_later_epoch_beats_the_first():
+    found = flags.best_at_first_epoch({"vae": history(1704.0, 4305.0, 2958.0, 1811.0), "ae": history(3.0, 2.0, 1.0)})
+    assert ids(found) == ["best_at_first_epoch"] and found[0]["models"] == ["vae"]
+    assert "VAE at epoch 1 of 4" in found[0]["text"]
+    assert flags.best_at_first_epoch({"vae": history(1.0, 2.0)}) == []  # one epoch after the first is too few
+    assert flags.best_at_first_epoch({"vae": history(2.0, 3.0, 1.9)}) == []  # the last epoch beat it
+    assert flags.best_at_first_epoch({"vae": history(1.0, float("nan"), float("nan"))}) == []  # no finite later epoch
+    assert "best_at_first_epoch" in ids(flags.all_flags({"vae": history(1.0, 2.0, 3.0)}))
+
+
 def test_a_spike_that_recovers_is_one_episode():
     # the VAE of the issue: a spike to 3.5e5 at epoch 3 after 2.9e4, back at epoch 4
     eps = flags.spike_episodes(history(4.0e4, 2.9e4, 3.5e5, 2.8e4, 2.7e4))

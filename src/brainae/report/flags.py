@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 STILL_IMPROVING = 0.01  # the last tenth of the epochs (at least one) lowered the best validation loss by more than 1%
 SPIKE_FACTOR = 3.0  # a validation loss above 3x the lowest one before it is a spike
+MIN_EPOCHS_AFTER_FIRST = 2  # epochs after the first that must all fail to beat it for best_at_first_epoch
 MIN_TRIALS = 10  # complete trials below which a sweep cannot rank parameters
 EQUAL_IMPORTANCE = 0.02  # importances this close to each other rank nothing (two parameters at 0.5 / 0.5)
 MIN_EFFECTIVE_DIMS = 2.0  # codes spread along fewer effective directions have collapsed
@@ -83,6 +84,30 @@ def not_converged(histories: dict[str, list[dict]]) -> list[dict]:
                   "--preset seed).",
                   f"{_names(still)} still improving at the last epoch: train longer before reading these curves "
                   "as final.")]
+
+
+def best_at_first_epoch(histories: dict[str, list[dict]], min_epochs: int = MIN_EPOCHS_AFTER_FIRST) -> list[dict]:
+    """Fires for models whose lowest finite validation loss is at their first epoch although at least
+    ``min_epochs`` epochs followed: the best checkpoint, which every result uses, is one epoch of training.
+
+    Example:
+        >>> rows = [{"epoch": e, "val_loss": v} for e, v in enumerate([1700.0, 4300.0, 2900.0, 1800.0], 1)]
+        >>> best_at_first_epoch({"vae": rows})[0]["models"]
+        ['vae']
+    """
+    models = {}
+    for m, rows in histories.items():
+        finite = [(int(r["epoch"]), r["val_loss"]) for r in rows if _finite(r.get("val_loss"))]
+        if len(finite) > min_epochs and min(finite, key=lambda t: t[1])[0] == finite[0][0]:
+            models[m] = len(finite)
+    if not models:
+        return []
+    where = "; ".join(f"{m.upper()} at epoch 1 of {n}" for m, n in models.items())
+    return [_flag("best_at_first_epoch", "training", models, "Best at the first epoch.",
+                  f"The validation loss never went below its first epoch's ({where}), so every result below is a "
+                  "model trained for one epoch: training got worse, not better (a spike at the learning rate's "
+                  "peak, or a rate too high); lower --lr or use --schedule cosine, and train again.",
+                  f"{_names(models)}: the best checkpoint is the first epoch's (see Read me first).")]
 
 
 def spike_episodes(rows: list[dict], factor: float = SPIKE_FACTOR) -> list[dict]:
@@ -318,7 +343,8 @@ def all_flags(histories: dict[str, list[dict]], train_results: Optional[dict[str
 
     linear: (model -> test result, the PCA baseline's row) for :func:`below_linear`.
     """
-    flags = not_converged(histories) + validation_spikes(histories) + diverged(train_results or {})
+    flags = (not_converged(histories) + best_at_first_epoch(histories) + validation_spikes(histories)
+             + diverged(train_results or {}))
     if linear:
         flags += below_linear(*linear)
     if latent:
