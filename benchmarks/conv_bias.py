@@ -28,8 +28,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_real import command_line, machine, write_results  # noqa: E402
+from train_throughput import torch_layers  # noqa: E402
 
-from brainae.models import blocks  # noqa: E402
 from brainae.models.ae import ConvAE  # noqa: E402
 from brainae.training.memory import keep_freed_memory  # noqa: E402
 
@@ -65,10 +65,8 @@ def layer_times(repeats: int) -> list[dict]:
 def study_ae(torch_layer: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     net = ConvAE(image_size=128).to(memory_format=torch.channels_last)
-    if torch_layer:  # the same attributes and parameters: only the class changes
-        for m in net.modules():
-            if type(m) is blocks.ConvTranspose:
-                m.__class__ = torch.nn.ConvTranspose2d
+    if torch_layer:
+        net = torch_layers(net)
     return net, torch.optim.Adam(net.parameters(), lr=5e-4, fused=True)
 
 

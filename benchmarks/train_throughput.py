@@ -3,9 +3,9 @@
 The reference is what the study's notebook does: the network built with torch's own layers (brainae's
 ``ConvTranspose``, which adds its bias after the conv when training on a CPU, made ``nn.ConvTranspose2d``
 again), the training images made float32 tensors once, then ``for batch: forward, MSE, backward, Adam
-step`` in float32. ``brainae train`` runs the same network (the study's AE), data, split, batch size, learning rate and epochs with its
-defaults (``--precision auto``). The two alternate in one run, each in a fresh process (so peak memory is
-its own), ``--rounds`` times. Reported per engine:
+step`` in float32. ``brainae train`` runs the same network (the study's AE), data, split, batch size,
+learning rate and epochs with its defaults (``--precision auto``). The two alternate in one run, each in
+a fresh process (so peak memory is its own), ``--rounds`` times. Reported per engine:
 
 - images/s: the median over windows of ``--window`` steps, the first window of each run left out (warm-up);
 - peak memory: the process's peak resident set (and the GPU's peak allocation on a GPU);

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from brainae.evaluation.metrics import SSIM_CHUNK, map_chunks, ssim_map, stack_blur
+from brainae.evaluation.metrics import SSIM_CHUNK, map_chunks, ssim_chunks, stack_blur
 
 SCORES = ("mse", "ssim", "p99", "mse_detail")
 BRAIN_THRESHOLD = 0.05
@@ -86,7 +86,7 @@ def detail_energy(images: np.ndarray, brains: np.ndarray, sigma: float = DETAIL_
         >>> float(detail_energy(flat, flat > 0)[0])
         0.0
     """
-    x = torch.from_numpy(np.ascontiguousarray(images, np.float32))
+    x = torch.from_numpy(np.ascontiguousarray(images, np.result_type(images.dtype, np.float32)))
     # scipy's gaussian_filter window (truncate 4) and border, as matrix products: a third of its time
     detail = x - stack_blur(x.shape, sigma, int(4.0 * sigma + 0.5), "reflect")(x)
     return brain_mean(detail.square_().numpy(), with_empty_as_whole(brains))
@@ -126,9 +126,8 @@ def _ssim_chunks(images: np.ndarray, recons: np.ndarray, dtype, chunk: int):
     """(first index, SSIM maps as a tensor) of each chunk of ``chunk`` images (see ``ssim_maps``)."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2  # (K1 * data_range) ** 2, (K2 * data_range) ** 2 at scikit-image's K1, K2
     blur = stack_blur(images.shape, 1.5, int(3.5 * 1.5 + 0.5), "reflect")  # scikit-image: truncate 3.5
-    for i in range(0, len(images), chunk):
-        x, y = (torch.from_numpy(a[i:i + chunk].astype(dtype, copy=False)) for a in (images, recons))
-        yield i, ssim_map(x, y, blur, c1, c2)
+    x, y = (torch.from_numpy(np.ascontiguousarray(a, dtype)) for a in (images, recons))
+    return ssim_chunks(x, y, blur, c1, c2, chunk)
 
 
 def image_scores(images: np.ndarray, recons: np.ndarray, brains: np.ndarray) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -46,10 +46,16 @@ def ssim_per_image(x, y, sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03)
     # "mirror" is torch's "reflect" padding: the edge pixel is not repeated
     blur = stack_blur(x.shape, sigma, int(3.5 * sigma + 0.5), "mirror")
     out = np.zeros(len(x), np.float32)
-    for i in range(0, len(x), SSIM_CHUNK):
-        s = ssim_map(x[i:i + SSIM_CHUNK], y[i:i + SSIM_CHUNK], blur, k1 ** 2, k2 ** 2)
+    for i, s in ssim_chunks(x, y, blur, k1 ** 2, k2 ** 2):
         out[i:i + len(s)] = s.reshape(len(s), -1).mean(1).numpy()
     return out
+
+
+def ssim_chunks(x: torch.Tensor, y: torch.Tensor, blur: Callable[..., torch.Tensor], c1: float, c2: float,
+                chunk: int = SSIM_CHUNK) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first index, ``ssim_map``) of each chunk of ``chunk`` image pairs of the stacks x, y."""
+    for i in range(0, len(x), chunk):
+        yield i, ssim_map(x[i:i + chunk], y[i:i + chunk], blur, c1, c2)
 
 
 @lru_cache(maxsize=16)

@@ -99,10 +99,10 @@ def best_at_first_epoch(histories: dict[str, list[dict]], min_epochs: int = MIN_
     for m, rows in histories.items():
         finite = [(int(r["epoch"]), r["val_loss"]) for r in rows if _finite(r.get("val_loss"))]
         if len(finite) > min_epochs and min(finite, key=lambda t: t[1])[0] == finite[0][0]:
-            models[m] = len(finite)
+            models[m] = (finite[0][0], finite[-1][0])
     if not models:
         return []
-    where = "; ".join(f"{m.upper()} at epoch 1 of {n}" for m, n in models.items())
+    where = "; ".join(f"{m.upper()} at epoch {first} of {last}" for m, (first, last) in models.items())
     return [_flag("best_at_first_epoch", "training", models, "Best at the first epoch.",
                   f"The validation loss never went below its first epoch's ({where}), so every result below is a "
                   "model trained for one epoch: training got worse, not better (a spike at the learning rate's "
