@@ -161,9 +161,10 @@ def test_config_show_prints_the_resolved_config(capsys, tmp_path):
     shown = yaml.safe_load(out)
     assert shown["model"]["name"] == "vae" and shown["model"]["beta"] == 0.25
     assert shown["data"]["normalize"] == "zscore" and shown["train"]["epochs"] == 3
-    assert shown["train"]["lr"] == 2e-3 and shown["data"]["image_size"] == 64  # the quick preset's
+    assert shown["train"]["lr"] == 1e-3 and shown["data"]["image_size"] == 64  # the quick preset's VAE rate
     assert shown["model"]["channels"] == [32, 64] and shown["data"]["spec"] == "phantom:6000"
     assert build_config("vae", "quick").train.epochs == 7 != build_config("ae", "quick").train.epochs  # per model
+    assert build_config("ae", "quick").train.lr == 2e-3
     assert shown["train"]["logger"] == "tensorboard"
     expected = build_config("vae", "quick", overrides=["model.beta=0.25", "data.normalize=zscore"], epochs=3,
                             logger="tensorboard")

@@ -30,7 +30,7 @@ FLAGS: dict[str, Flag] = {
     "batch_size": Flag("train.batch_size", "images per training batch (default 16, the study's)", "positive",
                        resumable=True),
     "lr": Flag("train.lr", "learning rate (default: the preset's; seed: AE {seed:train.lr}, VAE {seed:train.lr:vae} "
-               "as in the study; quick: {quick:train.lr})", "positive_float", resumable=True),
+               "as in the study; quick: AE {quick:train.lr}, VAE {quick:train.lr:vae})", "positive_float", resumable=True),
     "latent_dim": Flag("model.latent_dim", "size of the code (default 512; the study tried 512, 1024 and 2048)", "positive"),
     "limit": Flag("data.limit", "at most N training images (val/test shrink in proportion); 0 = all (default: the "
                   "preset's, seed {seed:data.limit}, quick {quick:data.limit})", "count"),

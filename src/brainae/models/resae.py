@@ -20,7 +20,7 @@ import torch.nn as nn
 from brainae.models.ae import ConvAE, ConvArgs, check_conv_geometry
 from brainae.models.blocks import ResBlock, UpConv, activation, norm
 from brainae.models.output import ModelOutput
-from brainae.models.vae import Variational, VariationalArgs, variational_kwargs
+from brainae.models.vae import Variational, VariationalArgs, bound_logvar, variational_kwargs
 from brainae.registry import register_model
 
 BOTTLENECKS = ("spatial", "dense")
@@ -186,7 +186,7 @@ class ResVAE(Variational, ResAE):
             mu, logvar = mu.flatten(1), logvar.flatten(1)
         else:
             mu, logvar = self.bottleneck(h.flatten(1)).chunk(2, dim=1)
-        return mu, logvar.clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
+        return mu, bound_logvar(logvar)
 
 
 @dataclass

@@ -73,7 +73,17 @@ class ConvVAE(Variational, ConvAE):
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
-        return self.fc_mu(h), self.fc_logvar(h).clamp(-30.0, 20.0)  # clamp keeps exp() finite early on
+        return self.fc_mu(h), bound_logvar(self.fc_logvar(h))
+
+
+def bound_logvar(logvar: torch.Tensor, low: float = -30.0, high: float = 20.0) -> torch.Tensor:
+    """``logvar`` clamped to [low, high] in value, with the gradient of the unclamped tensor.
+
+    The bound keeps exp() finite early on. A plain clamp also zeroes the gradient outside it: a
+    learning-rate spike that threw the log-variances below -30 left them there for good (each unit
+    stuck adds 14.5 to the KL term per image), since the KL term's pull back up never got through.
+    """
+    return logvar + (logvar.clamp(low, high) - logvar).detach()
 
 def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str,
              recon_loss: Optional[Recon] = None, likelihood: str = "bernoulli") -> dict[str, torch.Tensor]:
