@@ -310,16 +310,20 @@ def test_docstring_examples_run():
         assert doctest.testmod(module, extraglobs={"torch": torch}).failed == 0, module.__name__
 
 
-def test_conv_transpose_with_its_bias_added_after_is_the_plain_layer():
-    """blocks.ConvTranspose adds its bias after the conv when it trains on a CPU (oneDNN's bias gradient was
-    slow): values and gradients equal nn.ConvTranspose2d's in float64, within bf16 rounding under autocast,
-    and inference and output_size take the plain call."""
+@pytest.mark.parametrize("c_in,c_out,stride", [(6, 3, 2), (6, 1, 2), (9, 1, 3)])  # the last two as output phases
+def test_conv_transpose_is_the_plain_layer(c_in, c_out, stride):
+    """blocks.ConvTranspose runs as a conv to its output phases when it has few outputs, and adds its bias
+    after the conv when it trains on a CPU (oneDNN's bias gradient was slow): values and gradients equal
+    nn.ConvTranspose2d's in float64, within bf16 rounding under autocast, and inference and output_size
+    take the plain call."""
     torch.manual_seed(0)
-    layer = blocks.ConvTranspose(6, 3, 4, stride=2, padding=1).double()
-    plain = torch.nn.ConvTranspose2d(6, 3, 4, stride=2, padding=1).double()
+    kernel, padding = blocks.up_kernel(stride)
+    layer = blocks.ConvTranspose(c_in, c_out, kernel, stride=stride, padding=padding).double()
+    plain = torch.nn.ConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding).double()
     plain.load_state_dict(layer.state_dict())
     assert set(layer.state_dict()) == {"weight", "bias"}
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    assert layer.as_phases == (c_out * stride ** 2 <= c_in)
+    x = torch.randn(2, c_in, 5, 7, dtype=torch.float64, requires_grad=True)
     ref_x = x.detach().clone().requires_grad_()
     out, ref = layer(x), plain(ref_x)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
@@ -330,11 +334,12 @@ def test_conv_transpose_with_its_bias_added_after_is_the_plain_layer():
         torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(layer(x, output_size=[11, 15]), plain(x, output_size=[11, 15]))
+    size = [5 * stride + 1, 7 * stride + 1]
+    torch.testing.assert_close(layer(x, output_size=size), plain(x, output_size=size))
     layer.float(), plain.float()
     with torch.autocast("cpu", torch.bfloat16):
         out, ref = layer(x.float()), plain(x.float())
     assert out.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref.float(), rtol=0.02, atol=0.02)
-    assert isinstance(build_model(ModelConfig(name="ae", channels=[4, 8], latent_dim=8), 16).decoder[0][0],
-                      blocks.ConvTranspose)
+    decoder = build_model(ModelConfig(name="ae", channels=[4, 8], latent_dim=8), 16).decoder
+    assert isinstance(decoder[0][0], blocks.ConvTranspose) and decoder[-1][0].as_phases  # the one-channel output

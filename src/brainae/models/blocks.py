@@ -66,15 +66,32 @@ def up_block(c_in: int, c_out: int, stride: int, norm_name: str | None, act: str
 
 
 class ConvTranspose(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` that, when training on a CPU, adds its bias after the conv instead of in it.
+    """``nn.ConvTranspose2d`` that runs as a conv to its output phases when it has few outputs, and adds its
+    bias after the conv when it trains on a CPU.
 
-    oneDNN's backward of a transposed conv with a bias took up to 3.7 ms a step longer than without one
-    for the study AE's decoder layers, the bias gradient alone, which a sum over the output's gradient
-    gives in a fraction of a millisecond (``benchmarks/conv_bias.py``). Inference, other devices and
-    ``output_size`` keep the plain call. Same parameters, so checkpoints are unchanged.
+    - Few outputs (at most its inputs over the stride squared: the study AE's one-channel output layer),
+      a size exactly ``stride`` times the input's: a conv that gives each of the stride^2 output phases as
+      a channel, then ``pixel_shuffle`` (``transposed_phase_taps``), on every device. oneDNN's transposed
+      conv to one channel ran several times slower than that (as for ``UpConv``).
+    - Otherwise, training on a CPU: oneDNN's backward of a transposed conv with a bias took up to 3.7 ms
+      a step longer than without one for the study AE's decoder layers, the bias gradient alone, which a
+      sum over the output's gradient gives in a fraction of a millisecond (``benchmarks/conv_bias.py``).
+      Inference, other devices and ``output_size`` keep the plain call.
+
+    Same parameters, so checkpoints are unchanged.
     """
 
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, **kwargs) -> None:
+        super().__init__(c_in, c_out, kernel, stride=stride, padding=padding, **kwargs)
+        exact = (stride > 1 and kernel - 2 * padding == stride and self.groups == 1 and self.dilation == (1, 1)
+                 and self.output_padding == (0, 0))
+        self.as_phases = exact and c_out * stride ** 2 <= c_in
+        taps = transposed_phase_taps(stride, kernel, padding) if self.as_phases else None
+        self.register_buffer("phase_taps", taps, persistent=False)
+
     def forward(self, x: torch.Tensor, output_size: Optional[list[int]] = None) -> torch.Tensor:
+        if self.phase_taps is not None and output_size is None:  # weight (in, out, k, l) as a conv's (out, in, k, l)
+            return phase_conv(x, self.weight.transpose(0, 1), self.bias, self.phase_taps)
         b = self.bias
         if b is None or output_size is not None or x.device.type != "cpu" or not (torch.is_grad_enabled()
                                                                                      and b.requires_grad):
@@ -82,6 +99,37 @@ class ConvTranspose(nn.ConvTranspose2d):
         y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups,
                                self.dilation)
         return y.add_(b.to(y.dtype).view(1, -1, 1, 1))  # in place: the conv's backward does not read its output
+
+
+def transposed_phase_taps(stride: int, kernel: int, padding: int) -> torch.Tensor:
+    """(stride, 2 m + 1, kernel) 0/1 array Q such that, along one axis, the transposed conv (stride, kernel,
+    padding; output ``stride`` times the input) gives output pixel ``stride i + a`` as the conv of the
+    input, offsets -m..m around i, with the taps Q[a] w: tap k reaches it from input pixel
+    ``i + (a + padding - k) / stride`` where that is whole.
+
+    Example:
+        >>> transposed_phase_taps(2, 4, 1).int().tolist()
+        [[[0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]]]
+    """
+    offsets = {(a, k): (a + padding - k) // stride for a in range(stride) for k in range(kernel)
+               if (a + padding - k) % stride == 0}
+    m = max(abs(d) for d in offsets.values())
+    q = torch.zeros(stride, 2 * m + 1, kernel)
+    for (a, k), d in offsets.items():
+        q[a, d + m, k] = 1
+    return q
+
+
+def phase_conv(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], taps: torch.Tensor) -> torch.Tensor:
+    """An upsampling layer as one conv to its output phases, then ``pixel_shuffle``: ``weight`` (out, in,
+    k, l) and ``taps`` (scale, 2 m + 1, k) from ``upsample_phase_taps`` or ``transposed_phase_taps``."""
+    scale = taps.shape[0]
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    with torch.autocast(x.device.type, enabled=False):  # sums of taps in float32 at least, cast once by the conv
+        p = taps.to(acc)  # (out, phase a, phase b, in, row tap, column tap)
+        w = torch.einsum("adu,oiuv,bev->oabide", p, weight.to(acc), p).flatten(0, 2).to(weight.dtype)
+    b = None if bias is None else bias.repeat_interleave(scale ** 2)
+    return F.pixel_shuffle(F.conv2d(x, w, b, padding=(taps.shape[1] - 1) // 2), scale)
 
 
 class ResBlock(nn.Module):
@@ -170,18 +218,13 @@ class UpConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.phase_sum is None:
             return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
+        if self.as_phases:
+            return phase_conv(x, self.weight, self.bias, self.phase_sum)
         acc = torch.promote_types(self.weight.dtype, torch.float32)
-        p = self.phase_sum.to(acc)
         with torch.autocast(x.device.type, enabled=False):  # sums of taps in float32 at least, cast once by the conv
-            if self.as_phases:  # (out, phase a, phase b, in, row tap, column tap)
-                w = torch.einsum("adu,oiuv,bev->oabide", p, self.weight.to(acc), p).flatten(0, 2)
-            else:
-                w = torch.einsum("ku,oiuv,lv->iokl", p, self.weight.to(acc), p)
-        w = w.to(self.weight.dtype)
-        if not self.as_phases:
-            return F.conv_transpose2d(x, w, self.bias, stride=self.scale, padding=self.kernel_size[0] // 2)
-        bias = None if self.bias is None else self.bias.repeat_interleave(self.scale ** 2)
-        return F.pixel_shuffle(F.conv2d(x, w, bias, padding=(p.shape[1] - 1) // 2), self.scale)
+            p = self.phase_sum.to(acc)
+            w = torch.einsum("ku,oiuv,lv->iokl", p, self.weight.to(acc), p).to(self.weight.dtype)
+        return F.conv_transpose2d(x, w, self.bias, stride=self.scale, padding=self.kernel_size[0] // 2)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={self.scale}"
