@@ -312,10 +312,10 @@ def test_docstring_examples_run():
 
 @pytest.mark.parametrize("c_in,c_out,stride", [(6, 3, 2), (6, 1, 2), (9, 1, 3)])  # the last two as output phases
 def test_conv_transpose_is_the_plain_layer(c_in, c_out, stride):
-    """blocks.ConvTranspose runs as a conv to its output phases when it has few outputs, and adds its bias
-    after the conv when it trains on a CPU (oneDNN's bias gradient was slow): values and gradients equal
-    nn.ConvTranspose2d's in float64, within bf16 rounding under autocast, and inference and output_size
-    take the plain call."""
+    """blocks.ConvTranspose adds its bias after the conv when it trains on a CPU (oneDNN's bias gradient was
+    slow), and otherwise runs as a conv to its output phases when it has few outputs: values and gradients
+    of both forms equal nn.ConvTranspose2d's in float64, within bf16 rounding under autocast; output_size
+    takes the plain call."""
     torch.manual_seed(0)
     kernel, padding = blocks.up_kernel(stride)
     layer = blocks.ConvTranspose(c_in, c_out, kernel, stride=stride, padding=padding).double()
@@ -334,6 +334,11 @@ def test_conv_transpose_is_the_plain_layer(c_in, c_out, stride):
         torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
+    if layer.as_phases:  # the form inference and GPUs run, with its gradients
+        out = blocks.phase_conv(x, layer.weight.transpose(0, 1), layer.bias, layer.phase_taps)
+        got = torch.autograd.grad(out, (layer.weight, layer.bias, x), grad)
+        for a, r in zip(got, want):
+            torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
     size = [5 * stride + 1, 7 * stride + 1]
     torch.testing.assert_close(layer(x, output_size=size), plain(x, output_size=size))
     layer.float(), plain.float()

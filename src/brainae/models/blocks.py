@@ -66,17 +66,17 @@ def up_block(c_in: int, c_out: int, stride: int, norm_name: str | None, act: str
 
 
 class ConvTranspose(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` that runs as a conv to its output phases when it has few outputs, and adds its
-    bias after the conv when it trains on a CPU.
+    """``nn.ConvTranspose2d`` that, when it trains on a CPU, adds its bias after the conv, and otherwise, with few
+    outputs, runs as a conv to its output phases.
 
-    - Few outputs (at most its inputs over the stride squared: the study AE's one-channel output layer),
-      a size exactly ``stride`` times the input's: a conv that gives each of the stride^2 output phases as
-      a channel, then ``pixel_shuffle`` (``transposed_phase_taps``), on every device. oneDNN's transposed
-      conv to one channel ran several times slower than that (as for ``UpConv``).
-    - Otherwise, training on a CPU: oneDNN's backward of a transposed conv with a bias took up to 3.7 ms
-      a step longer than without one for the study AE's decoder layers, the bias gradient alone, which a
-      sum over the output's gradient gives in a fraction of a millisecond (``benchmarks/conv_bias.py``).
-      Inference, other devices and ``output_size`` keep the plain call.
+    - Training on a CPU: oneDNN's backward of a transposed conv with a bias took up to 3.7 ms a step longer
+      than without one for the study AE's decoder layers, the bias gradient alone, which a sum over the
+      output's gradient gives in a fraction of a millisecond (``benchmarks/conv_bias.py``).
+    - Inference, or another device, with few outputs (at most its inputs over the stride squared: the study
+      AE's one-channel output layer) and a size exactly ``stride`` times the input's: a conv that gives each
+      of the stride^2 output phases as a channel, then ``pixel_shuffle`` (``transposed_phase_taps``).
+      oneDNN's transposed conv to one channel was the slower forward pass; its backward, the faster one.
+    - Otherwise, and with ``output_size``, the plain call.
 
     Same parameters, so checkpoints are unchanged.
     """
@@ -90,15 +90,15 @@ class ConvTranspose(nn.ConvTranspose2d):
         self.register_buffer("phase_taps", taps, persistent=False)
 
     def forward(self, x: torch.Tensor, output_size: Optional[list[int]] = None) -> torch.Tensor:
-        if self.phase_taps is not None and output_size is None:  # weight (in, out, k, l) as a conv's (out, in, k, l)
-            return phase_conv(x, self.weight.transpose(0, 1), self.bias, self.phase_taps)
-        b = self.bias
-        if b is None or output_size is not None or x.device.type != "cpu" or not (torch.is_grad_enabled()
-                                                                                     and b.requires_grad):
+        cpu_training = x.device.type == "cpu" and torch.is_grad_enabled() and self.weight.requires_grad
+        if output_size is not None or not (cpu_training or self.as_phases):
             return super().forward(x, output_size)
+        if not cpu_training:  # weight (in, out, k, l) as a conv's (out, in, k, l)
+            return phase_conv(x, self.weight.transpose(0, 1), self.bias, self.phase_taps)
         y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups,
                                self.dilation)
-        return y.add_(b.to(y.dtype).view(1, -1, 1, 1))  # in place: the conv's backward does not read its output
+        # in place: the conv's backward does not read its output
+        return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
 
 
 def transposed_phase_taps(stride: int, kernel: int, padding: int) -> torch.Tensor:
