@@ -106,11 +106,12 @@ class Windows(L.Callback):
 
 def torch_layers(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` with torch's own layers where brainae subclasses them for speed, as the study wrote it: its
-    ``ConvTranspose`` (bias added after the conv when training on a CPU) becomes ``nn.ConvTranspose2d``
-    again. Same attributes and parameters, so only the class changes."""
+    ``Conv`` and ``ConvTranspose`` (weight gradients of small maps as one matrix product, bias added after
+    the conv when training on a CPU, the output layer as phases in inference) become ``nn.Conv2d`` and
+    ``nn.ConvTranspose2d`` again. Same attributes and parameters, so only the class changes."""
+    torch_class = {blocks.Conv: torch.nn.Conv2d, blocks.ConvTranspose: torch.nn.ConvTranspose2d}
     for m in model.modules():
-        if type(m) is blocks.ConvTranspose:
-            m.__class__ = torch.nn.ConvTranspose2d
+        m.__class__ = torch_class.get(type(m), type(m))
     return model
 
 

@@ -238,9 +238,9 @@ def test_throughput_inference_runs_merge_to_their_median_and_range():
     assert row["anomaly_images_per_second"] == 400.0 and row["anomaly_per_round"] == [300.0, 420.0, 400.0]
 
 
-def test_throughput_reference_runs_torchs_own_transposed_conv():
-    """The plain loop is the study's code: brainae's ConvTranspose (bias after the conv on a CPU) is made
-    nn.ConvTranspose2d again, with the same parameters and outputs."""
+def test_throughput_reference_runs_torchs_own_convs():
+    """The plain loop is the study's code: brainae's Conv and ConvTranspose (faster CPU training paths) are
+    made nn.Conv2d and nn.ConvTranspose2d again, with the same parameters and outputs."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import train_throughput
 
@@ -254,6 +254,6 @@ def test_throughput_reference_runs_torchs_own_transposed_conv():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     plain = train_throughput.torch_layers(model)
     kinds = {type(m) for m in plain.modules()}
-    assert torch.nn.ConvTranspose2d in kinds and blocks.ConvTranspose not in kinds
+    assert {torch.nn.Conv2d, torch.nn.ConvTranspose2d} <= kinds and not {blocks.Conv, blocks.ConvTranspose} & kinds
     torch.testing.assert_close(plain(x).recon, before)
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from brainae.models.weight_grad import matmul_grad_conv, takes_matmul_grad
+
 
 ACTIVATIONS = {
     "leaky_relu": lambda: nn.LeakyReLU(0.01),  # the study's slope
@@ -40,7 +42,7 @@ def norm(name: str, channels: int) -> nn.Module:
 def down_block(c_in: int, c_out: int, kernel: int, stride: int, norm_name: str, act: str) -> nn.Sequential:
     """conv -> norm -> activation; halves the size at stride 2 ('same' padding for odd kernels)."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
+        Conv(c_in, c_out, kernel, stride=stride, padding=kernel // 2),
         norm(norm_name, c_out),
         activation(act),
     )
@@ -65,17 +67,29 @@ def up_block(c_in: int, c_out: int, stride: int, norm_name: str | None, act: str
     return nn.Sequential(*layers)
 
 
+class Conv(nn.Conv2d):
+    """``nn.Conv2d`` whose weight gradient is one matrix product when it trains on a CPU on a small map
+    (``weight_grad``); the plain call otherwise. Same parameters, so checkpoints are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if takes_matmul_grad(self, x, transposed=False):
+            return matmul_grad_conv(self, x, transposed=False)
+        return super().forward(x)
+
+
 class ConvTranspose(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` that, when it trains on a CPU, adds its bias after the conv, and otherwise, with few
     outputs, runs as a conv to its output phases.
 
     - Training on a CPU: oneDNN's backward of a transposed conv with a bias took up to 3.7 ms a step longer
       than without one for the study AE's decoder layers, the bias gradient alone, which a sum over the
-      output's gradient gives in a fraction of a millisecond (``benchmarks/conv_bias.py``).
+      output's gradient gives in a fraction of a millisecond (``benchmarks/conv_bias.py``). On a small
+      input map, the weight gradient is also one matrix product (``weight_grad``).
     - Inference, or another device, with few outputs (at most its inputs over the stride squared: the study
       AE's one-channel output layer) and a size exactly ``stride`` times the input's: a conv that gives each
       of the stride^2 output phases as a channel, then ``pixel_shuffle`` (``transposed_phase_taps``).
-      oneDNN's transposed conv to one channel was the slower forward pass; its backward, the faster one.
+      oneDNN's transposed conv to one channel took 1.5 times as long in inference
+      (``benchmarks/output_layer.py``); training on a CPU with phases did not make the whole step faster.
     - Otherwise, and with ``output_size``, the plain call.
 
     Same parameters, so checkpoints are unchanged.
@@ -95,6 +109,8 @@ class ConvTranspose(nn.ConvTranspose2d):
             return super().forward(x, output_size)
         if not cpu_training:  # weight (in, out, k, l) as a conv's (out, in, k, l)
             return phase_conv(x, self.weight.transpose(0, 1), self.bias, self.phase_taps)
+        if takes_matmul_grad(self, x, transposed=True):
+            return matmul_grad_conv(self, x, transposed=True)
         y = F.conv_transpose2d(x, self.weight, None, self.stride, self.padding, self.output_padding, self.groups,
                                self.dilation)
         # in place: the conv's backward does not read its output
