@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,24 @@ def study_ae(torch_layer: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]
     return net, torch.optim.Adam(net.parameters(), lr=5e-4, fused=True)
 
 
+def alternating_rates(runs: dict[str, Callable[[], None]], windows: int, calls: int, images: int) -> dict[str, list[float]]:
+    """Images/s of each of ``runs`` (each call handles ``images`` images) in ``windows`` windows of ``calls``
+    calls, after 3 warm-up calls each; every window starts with the next run in turn, so that the machine's
+    drift over minutes hits them all alike."""
+    for run in runs.values():
+        for _ in range(3):
+            run()
+    names = list(runs)
+    rates: dict[str, list[float]] = {k: [] for k in names}
+    for w in range(windows):
+        for name in names[w % len(names):] + names[:w % len(names)]:
+            t = time.perf_counter()
+            for _ in range(calls):
+                runs[name]()
+            rates[name].append(round(calls * images / (time.perf_counter() - t), 1))
+    return rates
+
+
 def step_rates(windows: int, steps: int) -> dict:
     x = torch.rand(16, 1, 128, 128).contiguous(memory_format=torch.channels_last)
     nets = {"nn.ConvTranspose2d": study_ae(True), "blocks.ConvTranspose": study_ae(False)}
@@ -82,16 +101,7 @@ def step_rates(windows: int, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    for net, opt in nets.values():
-        for _ in range(3):
-            step(net, opt)
-    rates: dict[str, list[float]] = {k: [] for k in nets}
-    for w in range(windows):
-        for name in (list(nets) if w % 2 else list(reversed(nets))):
-            t = time.perf_counter()
-            for _ in range(steps):
-                step(*nets[name])
-            rates[name].append(round(steps * 16 / (time.perf_counter() - t), 1))
+    rates = alternating_rates({name: (lambda n=name: step(*nets[n])) for name in nets}, windows, steps, 16)
     ratios = [round(a / b, 3) for a, b in zip(rates["blocks.ConvTranspose"], rates["nn.ConvTranspose2d"])]
     return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
             "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import median_ms  # noqa: E402
+from conv_bias import alternating_rates, median_ms  # noqa: E402
 from train_real import command_line, machine, write_results  # noqa: E402
 
 from brainae.models import blocks  # noqa: E402
@@ -86,16 +85,7 @@ def network_rates(windows: int, batches: int) -> dict:
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
             net(x)
 
-    for net in nets.values():
-        for _ in range(3):
-            run(net)
-    rates: dict[str, list[float]] = {k: [] for k in nets}
-    for w in range(windows):
-        for name in (list(nets) if w % 2 else list(reversed(nets))):
-            t = time.perf_counter()
-            for _ in range(batches):
-                run(nets[name])
-            rates[name].append(round(batches * 64 / (time.perf_counter() - t), 1))
+    rates = alternating_rates({name: (lambda n=name: run(nets[n])) for name in nets}, windows, batches, 64)
     ratios = [round(a / b, 3) for a, b in zip(rates["phases"], rates["transposed conv"])]
     return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
             "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import median_ms  # noqa: E402
+from conv_bias import alternating_rates, median_ms  # noqa: E402
 from train_real import command_line, machine, write_results  # noqa: E402
 
 from brainae.models import weight_grad  # noqa: E402
@@ -87,17 +86,7 @@ def step_rates(windows: int, steps: int) -> dict:
         loss.backward()
         opt.step()
 
-    for name in nets:
-        for _ in range(3):
-            step(name)
-    rates: dict[str, list[float]] = {k: [] for k in nets}
-    names = list(nets)
-    for w in range(windows):  # each window starts with the next variant, so the machine's drift hits all
-        for name in names[w % len(names):] + names[:w % len(names)]:
-            t = time.perf_counter()
-            for _ in range(steps):
-                step(name)
-            rates[name].append(round(steps * 16 / (time.perf_counter() - t), 1))
+    rates = alternating_rates({name: (lambda n=name: step(n)) for name in nets}, windows, steps, 16)
     weight_grad.SMALL_MAP = default
     ratios = {k: [round(a / b, 3) for a, b in zip(v, rates["oneDNN"])] for k, v in rates.items() if k != "oneDNN"}
     return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
