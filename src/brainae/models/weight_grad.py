@@ -1,10 +1,10 @@
 """Weight gradients of convs on small maps as one matrix product, for training on a CPU.
 
-oneDNN's bf16 weight-gradient kernels ran at 130-260 GFLOP/s on the study AE's layers, against 370-440
-for its forward kernels, and worst where the map is small and the channels many
-(``benchmarks/results/conv_kernels_cpu.md``). There the gradient is better computed as what it is, a
-sum over every image and pixel of an input patch times the output's gradient: one gather of the
-patches (``patches``) and one matrix product, whose BLAS kernel runs near the machine's peak. On large
+oneDNN's bf16 weight-gradient kernels ran at 130-260 GFLOP/s on most of the study AE's layers, against 320-440
+for its forward kernels (``benchmarks/results/conv_kernels_cpu.md``). Where the map is small and the
+channels many, the gradient is better computed as what it is, a sum over every image and pixel of an
+input patch times the output's gradient: one gather of the patches (``patches``) and one matrix
+product, whose BLAS kernel runs near the machine's peak on such shapes. On large
 maps the gather costs more than it saves, so only layers whose coarse side (a conv's output, a
 transposed conv's input) has at most ``SMALL_MAP`` pixels take this path: in the study's AE, its deepest
 conv and first transposed conv. With 8x8 maps too, the layers alone were still faster but the whole
