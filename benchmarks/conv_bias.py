@@ -29,9 +29,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_real import command_line, machine, write_results  # noqa: E402
-from train_throughput import torch_layers  # noqa: E402
 
 from brainae.models import weight_grad  # noqa: E402
+from brainae.models.blocks import torch_layers  # noqa: E402
 from brainae.models.ae import ConvAE  # noqa: E402
 from brainae.training.memory import keep_freed_memory  # noqa: E402
 

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 
 from brainae.config import build_config
 from brainae.data.load import load_data
-from brainae.models import blocks, build_network
+from brainae.models import build_network
+from brainae.models.blocks import torch_layers  # the plain loop's network: torch's own layers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
@@ -102,17 +103,6 @@ class Windows(L.Callback):
             now = time.perf_counter()
             self.rates.append(self._k / (now - self._t))
             self._t, self._k = now, 0
-
-
-def torch_layers(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with torch's own layers where brainae subclasses them for speed, as the study wrote it: its
-    ``Conv`` and ``ConvTranspose`` (weight gradients of small maps as one matrix product, bias added after
-    the conv when training on a CPU, the output layer as phases in inference) become ``nn.Conv2d`` and
-    ``nn.ConvTranspose2d`` again. Same attributes and parameters, so only the class changes."""
-    torch_class = {blocks.Conv: torch.nn.Conv2d, blocks.ConvTranspose: torch.nn.ConvTranspose2d}
-    for m in model.modules():
-        m.__class__ = torch_class.get(type(m), type(m))
-    return model
 
 
 def worker_plain(args, cfg, ds, device) -> dict:

@@ -33,8 +33,9 @@ def run(lr: float, seed: int, data, work: Path) -> dict:
     cfg = build_config("vae", preset="quick", overrides=[f"train.lr={lr}", f"train.seed={seed}"])
     cfg.train.progress = False
     train(cfg, work, overwrite=True, data=data)
-    val = [round(float(r["val_loss"]), 1) for r in read_history(work / "history.csv")]
-    psnr = float(read_history(work / "history.csv")[-1]["val_psnr"])
+    history = read_history(work / "history.csv")
+    val = [round(float(r["val_loss"]), 1) for r in history]
+    psnr = float(history[-1]["val_psnr"])
     spikes = [i + 2 for i, (a, b) in enumerate(zip(val, val[1:])) if b > SPIKE * a]
     return {"lr": lr, "seed": seed, "val_loss": val, "best_epoch": val.index(min(val)) + 1,
             "best_val_loss": min(val), "last_val_psnr": round(psnr, 2), "spike_epochs": spikes}

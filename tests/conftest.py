@@ -97,3 +97,14 @@ def study_dir(tmp_path_factory):
                  "--set", "model.channels=[8,16,32]", "--set", "model.latent_dim=16", "--out", str(out)])
     assert code == 0
     return out
+
+
+def assert_same_values_and_grads(out, ref, wrt: tuple, ref_wrt: tuple, tol: float = 1e-12) -> None:
+    """``out`` equals ``ref``, and so do the gradients of both (under one random output gradient) with
+    respect to ``wrt`` and ``ref_wrt``, pairwise: a layer written another way against torch's, in float64."""
+    import torch
+
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    grad = torch.randn_like(out)
+    for a, r in zip(torch.autograd.grad(out, wrt, grad), torch.autograd.grad(ref, ref_wrt, grad)):
+        torch.testing.assert_close(a, r, rtol=tol, atol=tol)

@@ -12,6 +12,8 @@ from brainae.models.residual import ResidualOutput
 from brainae.models.vae import vae_loss
 from brainae.visualization.layers import capture_layers, conv_layers
 
+from conftest import assert_same_values_and_grads
+
 SMALL = dict(channels=[4, 8, 8, 16], latent_dim=256)  # spatial code fits 4x4 .. 16x16 deepest maps
 VARIANTS = {  # id -> config keys on top of SMALL
     "resae": dict(name="resae"),
@@ -294,12 +296,7 @@ def test_upconv_equals_upsampling_then_conv_in_values_and_gradients(kernel, scal
     out = up(x)
     ref = torch.nn.Conv2d.forward(up, torch.nn.functional.interpolate(ref_x, scale_factor=scale, mode="nearest"))
     assert out.shape == ref.shape
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(out)
-    w, b, gx = torch.autograd.grad(out, (up.weight, up.bias, x), grad)
-    rw, rb, rgx = torch.autograd.grad(ref, (up.weight, up.bias, ref_x), grad)
-    for a, r in ((w, rw), (b, rb), (gx, rgx)):
-        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_grads(out, ref, (up.weight, up.bias, x), (up.weight, up.bias, ref_x))
     assert (up.phase_sum is None) == (kernel % 2 == 0 or scale == 1)  # the transposed conv where it is exact
     assert "phase_sum" not in up.state_dict()  # checkpoints hold the conv's parameters only
 
@@ -325,20 +322,13 @@ def test_conv_transpose_is_the_plain_layer(c_in, c_out, stride):
     assert layer.as_phases == (c_out * stride ** 2 <= c_in)
     x = torch.randn(2, c_in, 5, 7, dtype=torch.float64, requires_grad=True)
     ref_x = x.detach().clone().requires_grad_()
-    out, ref = layer(x), plain(ref_x)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(out)
-    got = torch.autograd.grad(out, (layer.weight, layer.bias, x), grad)
-    want = torch.autograd.grad(ref, (plain.weight, plain.bias, ref_x), grad)
-    for a, r in zip(got, want):
-        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    wrt, ref_wrt = (layer.weight, layer.bias, x), (plain.weight, plain.bias, ref_x)
+    assert_same_values_and_grads(layer(x), plain(ref_x), wrt, ref_wrt)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), plain(x), rtol=1e-12, atol=1e-12)
     if layer.as_phases:  # the form inference and GPUs run, with its gradients
         out = blocks.phase_conv(x, layer.weight.transpose(0, 1), layer.bias, layer.phase_taps)
-        got = torch.autograd.grad(out, (layer.weight, layer.bias, x), grad)
-        for a, r in zip(got, want):
-            torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+        assert_same_values_and_grads(out, plain(ref_x), wrt, ref_wrt)
     size = [5 * stride + 1, 7 * stride + 1]
     torch.testing.assert_close(layer(x, output_size=size), plain(x, output_size=size))
     layer.float(), plain.float()

@@ -8,6 +8,8 @@ import torch
 from brainae.models import blocks, weight_grad
 from brainae.models.ae import ConvAE
 
+from conftest import assert_same_values_and_grads
+
 
 def pair(transposed: bool, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
     """brainae's layer and torch's, with the same parameters, in float64."""
@@ -30,13 +32,7 @@ def test_matmul_weight_gradient_equals_torchs(transposed, c_in, c_out, kernel, s
     x.requires_grad_()
     ref_x = x.detach().clone().requires_grad_()
     assert weight_grad.takes_matmul_grad(ours, x, transposed)
-    out, ref = ours(x), plain(ref_x)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(out)
-    got = torch.autograd.grad(out, (ours.weight, ours.bias, x), grad)
-    want = torch.autograd.grad(ref, (plain.weight, plain.bias, ref_x), grad)
-    for a, r in zip(got, want):
-        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_grads(ours(x), plain(ref_x), (ours.weight, ours.bias, x), (plain.weight, plain.bias, ref_x))
     ours.float(), plain.float()
     xf = x.detach().float()
     with torch.autocast("cpu", torch.bfloat16):  # as brainae trains on a CPU: within bf16 rounding
@@ -69,9 +65,7 @@ def test_the_study_ae_trains_to_the_same_gradients_as_with_torchs_layers():
     gradient equals that of the same network built from torch's own layers (float64)."""
     torch.manual_seed(0)
     ours = ConvAE(image_size=64, channels=(4, 8, 16, 32), latent_dim=8).double().train()
-    plain = copy.deepcopy(ours)
-    for m in plain.modules():
-        m.__class__ = {blocks.Conv: torch.nn.Conv2d, blocks.ConvTranspose: torch.nn.ConvTranspose2d}.get(type(m), type(m))
+    plain = blocks.torch_layers(copy.deepcopy(ours))
     x = torch.rand(4, 1, 64, 64, dtype=torch.float64)
     took = []
     for m in ours.modules():

@@ -117,6 +117,18 @@ class ConvTranspose(nn.ConvTranspose2d):
         return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
 
 
+def torch_layers(model: nn.Module) -> nn.Module:
+    """``model`` with torch's own layers where brainae subclasses them for speed, as the study wrote it:
+    ``Conv`` and ``ConvTranspose`` (weight gradients of small maps as one matrix product, bias added after
+    the conv when training on a CPU, the output layer as phases in inference) become ``nn.Conv2d`` and
+    ``nn.ConvTranspose2d`` again, in place. Same attributes and parameters, so only the class changes; the
+    reference that benchmarks and tests compare brainae's layers with."""
+    torch_class = {Conv: nn.Conv2d, ConvTranspose: nn.ConvTranspose2d}
+    for m in model.modules():
+        m.__class__ = torch_class.get(type(m), type(m))
+    return model
+
+
 def transposed_phase_taps(stride: int, kernel: int, padding: int) -> torch.Tensor:
     """(stride, 2 m + 1, kernel) 0/1 array Q such that, along one axis, the transposed conv (stride, kernel,
     padding; output ``stride`` times the input) gives output pixel ``stride i + a`` as the conv of the

@@ -85,6 +85,7 @@ def bound_logvar(logvar: torch.Tensor, low: float = -30.0, high: float = 20.0) -
     """
     return logvar + (logvar.clamp(low, high) - logvar).detach()
 
+
 def vae_loss(out: ModelOutput, target: torch.Tensor, beta: float, reduction: str,
              recon_loss: Optional[Recon] = None, likelihood: str = "bernoulli") -> dict[str, torch.Tensor]:
     """Reconstruction term + beta * KL per image (reduction sum) or per pixel (mean); shared by every
