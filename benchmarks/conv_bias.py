@@ -1,6 +1,6 @@
 """Benchmark: the study AE's transposed convs with the bias inside oneDNN's backward, and added after the conv.
 
-Two measurements, bf16 autocast and channels-last as ``brainae train`` runs on a CPU:
+Two measurements, in the precision ``brainae train`` picks on this CPU (``cpu_precision``) and channels-last:
 
 1. per decoder layer of the study's AE (batch 16, 128 px): the time of ``convolution_backward`` with the
    bias gradient and without it, and of the sum over the output's gradient that gives the bias gradient
@@ -10,9 +10,9 @@ Two measurements, bf16 autocast and channels-last as ``brainae train`` runs on a
    networks in one process, ``--windows`` windows of ``--steps`` steps each, alternating which goes first,
    so that the machine's drift hits both; the median images/s and each window's ratio.
 
-Results go to benchmarks/results/conv_bias_cpu.{json,md}.
+Results go to benchmarks/results/conv_bias_<tag>.{json,md}.
 
-    python benchmarks/conv_bias.py [--repeats 11] [--windows 8] [--steps 8]
+    python benchmarks/conv_bias.py [--repeats 11] [--windows 8] [--steps 8] [--tag cpu]
 """
 from __future__ import annotations
 
@@ -38,6 +38,22 @@ from brainae.training.memory import keep_freed_memory  # noqa: E402
 LAYERS = ((512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 32, 32), (32, 1, 64))  # in, out, input size
 
 
+def cpu_precision() -> tuple[str, torch.dtype]:
+    """What ``brainae train --precision auto`` computes in on this CPU, as (label, autocast dtype): bf16 where
+    the CPU has native bf16, float32 elsewhere. A CPU without it would emulate bf16, slower than float32, so
+    the CPU benchmarks time what brainae runs here, not a fixed bf16."""
+    from brainae.training.precision import resolve_precision
+
+    if resolve_precision("auto", "cpu") == "bf16-mixed":
+        return "bf16 autocast", torch.bfloat16
+    return "float32", torch.float32
+
+
+def cpu_autocast(dtype: torch.dtype):
+    """Autocast to ``dtype`` on the CPU; off for float32."""
+    return torch.autocast("cpu", dtype, enabled=dtype != torch.float32)
+
+
 def median_ms(fn, repeats: int) -> float:
     fn()
     times = []
@@ -48,12 +64,12 @@ def median_ms(fn, repeats: int) -> float:
     return round(1000 * statistics.median(times), 3)
 
 
-def layer_times(repeats: int) -> list[dict]:
+def layer_times(repeats: int, dtype: torch.dtype) -> list[dict]:
     cl, rows = torch.channels_last, []
     for c_in, c_out, size in LAYERS:
-        x = torch.randn(16, c_in, size, size).bfloat16().contiguous(memory_format=cl)
-        w = (0.05 * torch.randn(c_in, c_out, 4, 4)).bfloat16().contiguous(memory_format=cl)
-        gy = torch.randn(16, c_out, 2 * size, 2 * size).bfloat16().contiguous(memory_format=cl)
+        x = torch.randn(16, c_in, size, size).to(dtype).contiguous(memory_format=cl)
+        w = (0.05 * torch.randn(c_in, c_out, 4, 4)).to(dtype).contiguous(memory_format=cl)
+        gy = torch.randn(16, c_out, 2 * size, 2 * size).to(dtype).contiguous(memory_format=cl)
         args = (gy, x, w, [c_out], [2, 2], [1, 1], [1, 1], True, [0, 0], 1)
         rows.append({
             "layer": f"{c_in} -> {c_out}, {size} -> {2 * size} px",
@@ -90,12 +106,12 @@ def alternating_rates(runs: dict[str, Callable[[], None]], windows: int, calls: 
     return rates
 
 
-def step_rates(windows: int, steps: int) -> dict:
+def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
     x = torch.rand(16, 1, 128, 128).contiguous(memory_format=torch.channels_last)
     nets = {"nn.ConvTranspose2d": study_ae(True), "blocks.ConvTranspose": study_ae(False)}
 
     def step(net, opt):
-        with torch.autocast("cpu", torch.bfloat16):
+        with cpu_autocast(dtype):
             loss = F.mse_loss(net(x).recon.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -110,7 +126,7 @@ def step_rates(windows: int, steps: int) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's transposed convs: bias gradient in oneDNN's backward or as a sum", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             "- bf16 autocast, channels-last, batch 16, 128 px", "",
+             f"- {record.get('precision', 'bf16 autocast')}, channels-last, batch 16, 128 px", "",
              "| decoder layer | backward with bias, ms | without, ms | bias gradient as a sum, ms |",
              "| --- | --- | --- | --- |"]
     for r in record["layers"]:
@@ -130,12 +146,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--windows", type=int, default=8)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--tag", default="cpu", help="result files: results/conv_bias_<tag>.{json,md}")
     args = ap.parse_args()
     keep_freed_memory()  # as brainae train does
     weight_grad.SMALL_MAP = 0  # the bias alone: no layer takes the matrix-product weight gradient
-    record = {"machine": machine(), "command": command_line("conv_bias.py"), "layers": layer_times(args.repeats),
-              "step": step_rates(args.windows, args.steps)}
-    write_results("conv_bias_cpu", record, markdown(record))
+    label, dtype = cpu_precision()
+    record = {"machine": machine(), "command": command_line("conv_bias.py"), "precision": label,
+              "layers": layer_times(args.repeats, dtype), "step": step_rates(args.windows, args.steps, dtype)}
+    write_results(f"conv_bias_{args.tag}", record, markdown(record))
     return 0
 
 

@@ -6,9 +6,9 @@ oneDNN then prints one line per primitive it runs: its kind (convolution, deconv
 convolution, matmul), its pass (forward, backward_data, backward_weights), the kernel it chose and the
 milliseconds it took. Per layer and pass this script reports the median milliseconds over the timed
 steps and the GFLOP/s that makes, then the step's total per pass. Results go to
-benchmarks/results/conv_kernels_cpu.{json,md}.
+benchmarks/results/conv_kernels_<tag>.{json,md}.
 
-    python benchmarks/conv_kernels.py [--steps 12]
+    python benchmarks/conv_kernels.py [--steps 12] [--tag cpu]
 """
 from __future__ import annotations
 
@@ -87,6 +87,7 @@ def parse(lines: list[str]) -> tuple[dict, list[float], str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12, help=f"training steps, the first {WARMUP} left out")
+    ap.add_argument("--tag", default="cpu", help="result files: results/conv_kernels_<tag>.{json,md}")
     args = ap.parse_args()
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
     out = subprocess.run([sys.executable, "-c", STEP, str(args.steps)], env=env, capture_output=True, text=True, check=True)
@@ -107,15 +108,18 @@ def main() -> int:
            "gflop_per_s_per_pass": {k: round(work[k] / (totals[k] / 1e3), 1) for k in totals}, "primitives": rows}
     lines = ["# Which oneDNN kernel runs each convolution of a CPU training step", "",
              f"Machine: {res['machine']}. Command: `{res['command']}`. The study's AE, 128 px, batch 16, "
-             f"{precision} autocast, channels-last, fused Adam; median of {len(seconds)} steps (oneDNN's own timing, "
-             f"with its verbose output on). Step: {res['step_ms']} ms.", "",
+             f"{'bf16 autocast' if precision == 'bf16' else 'float32'}, channels-last, fused Adam; median of "
+             f"{len(seconds)} steps (oneDNN's own timing, with its verbose output on). Step: {res['step_ms']} ms."
+             + ("" if precision == "bf16" else " In float32 torch sends matrix products (the linear layers, "
+                "the weight gradients of `models/weight_grad.py`) to MKL, not oneDNN: they are not in this log."),
+             "",
              "| pass | ms per step | share of the step | GFLOP/s |", "| --- | --- | --- | --- |"]
     lines += [f"| {p} | {v:.1f} | {100 * v / step_ms:.0f}% | {res['gflop_per_s_per_pass'][p]} |"
               for p, v in sorted(totals.items(), key=lambda kv: -kv[1])]
     lines += ["", "| primitive | pass | oneDNN kernel | shape | ms | GFLOP/s |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['kind']} | {r['pass']} | `{r['kernel']}` | `{r['shape']}` | {r['ms']} | {r['gflop_per_s'] or ''} |"
               for r in rows]
-    write_results("conv_kernels_cpu", res, "\n".join(lines) + "\n")
+    write_results(f"conv_kernels_{args.tag}", res, "\n".join(lines) + "\n")
     return 0
 
 

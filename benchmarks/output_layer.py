@@ -3,7 +3,8 @@
 The last decoder layer (32 channels to 1, 64 to 128 px, kernel 4, stride 2) costs almost no arithmetic, yet
 oneDNN's transposed conv to one channel took milliseconds. ``blocks.ConvTranspose`` runs it instead as a
 3x3 conv giving each of the four output phases as a channel, then ``pixel_shuffle``, where it does not train
-on a CPU. Two measurements, bf16 autocast and channels-last as brainae runs on a CPU:
+on a CPU. Two measurements, in the precision brainae picks on this CPU (``conv_bias.cpu_precision``) and
+channels-last:
 
 1. the layer alone, both forms: inference (batch 64, ``evaluate``'s) and a training forward and backward
    (batch 16), the median of ``--repeats`` calls after a warm-up;
@@ -11,9 +12,9 @@ on a CPU. Two measurements, bf16 autocast and channels-last as brainae runs on a
    output layer as a transposed conv in one and as phases in the other, ``--windows`` windows of
    ``--batches`` batches each, alternating which goes first; the median images/s and each window's ratio.
 
-Results go to benchmarks/results/output_layer_cpu.{json,md}.
+Results go to benchmarks/results/output_layer_<tag>.{json,md}.
 
-    python benchmarks/output_layer.py [--repeats 21] [--windows 10] [--batches 6]
+    python benchmarks/output_layer.py [--repeats 21] [--windows 10] [--batches 6] [--tag cpu]
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import alternating_rates, median_ms  # noqa: E402
+from conv_bias import alternating_rates, cpu_autocast, cpu_precision, median_ms  # noqa: E402
 from train_real import command_line, machine, write_results  # noqa: E402
 
 from brainae.models import blocks  # noqa: E402
@@ -49,7 +50,7 @@ def output_layer(form: str) -> blocks.ConvTranspose:
     return as_transposed(layer) if form == "transposed conv" else layer
 
 
-def layer_times(repeats: int) -> list[dict]:
+def layer_times(repeats: int, dtype: torch.dtype) -> list[dict]:
     rows = []
     for form in FORMS:
         layer = output_layer(form)
@@ -57,11 +58,11 @@ def layer_times(repeats: int) -> list[dict]:
         x16 = torch.randn(16, 32, 64, 64).contiguous(memory_format=torch.channels_last).requires_grad_()
 
         def infer():
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+            with torch.inference_mode(), cpu_autocast(dtype):
                 layer(x64)
 
         def train():  # a CPU trains the transposed conv; the phase form is what a GPU would train
-            with torch.autocast("cpu", torch.bfloat16):
+            with cpu_autocast(dtype):
                 y = layer(x16) if form == "transposed conv" else blocks.phase_conv(
                     x16, layer.weight.transpose(0, 1), layer.bias, layer.phase_taps)
             y.float().sum().backward()
@@ -71,7 +72,7 @@ def layer_times(repeats: int) -> list[dict]:
     return rows
 
 
-def network_rates(windows: int, batches: int) -> dict:
+def network_rates(windows: int, batches: int, dtype: torch.dtype) -> dict:
     x = torch.rand(64, 1, 128, 128).contiguous(memory_format=torch.channels_last)
     nets = {}
     for form in FORMS:
@@ -82,7 +83,7 @@ def network_rates(windows: int, batches: int) -> dict:
         nets[form] = net
 
     def run(net):
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        with torch.inference_mode(), cpu_autocast(dtype):
             net(x)
 
     rates = alternating_rates({name: (lambda n=name: run(nets[n])) for name in nets}, windows, batches, 64)
@@ -94,8 +95,8 @@ def network_rates(windows: int, batches: int) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's one-channel output layer: transposed conv or a conv to its phases", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             "- bf16 autocast, channels-last; 32 channels to 1, 64 to 128 px; the transposed conv trains with its bias "
-             "added after the conv (brainae's CPU training path)", "",
+             f"- {record.get('precision', 'bf16 autocast')}, channels-last; 32 channels to 1, 64 to 128 px; the "
+             "transposed conv trains with its bias added after the conv (brainae's CPU training path)", "",
              "| form | inference, batch 64, ms | training forward and backward, batch 16, ms |", "| --- | --- | --- |"]
     lines += [f"| {r['form']} | {r['inference_batch_64_ms']} | {r['training_batch_16_ms']} |" for r in record["layers"]]
     n = record["network"]
@@ -112,11 +113,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--batches", type=int, default=6)
+    ap.add_argument("--tag", default="cpu", help="result files: results/output_layer_<tag>.{json,md}")
     args = ap.parse_args()
     keep_freed_memory()  # as brainae's inference loops do
-    record = {"machine": machine(), "command": command_line("output_layer.py"), "layers": layer_times(args.repeats),
-              "network": network_rates(args.windows, args.batches)}
-    write_results("output_layer_cpu", record, markdown(record))
+    label, dtype = cpu_precision()
+    record = {"machine": machine(), "command": command_line("output_layer.py"), "precision": label,
+              "layers": layer_times(args.repeats, dtype), "network": network_rates(args.windows, args.batches, dtype)}
+    write_results(f"output_layer_{args.tag}", record, markdown(record))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Benchmark: the study AE's weight gradients from oneDNN and as one matrix product (models/weight_grad.py).
 
-Two measurements, bf16 autocast and channels-last as ``brainae train`` runs on a CPU:
+Two measurements, in the precision ``brainae train`` picks on this CPU (``conv_bias.cpu_precision``) and
+channels-last:
 
 1. per conv and transposed conv of the study's AE (batch 16, 128 px): oneDNN's weight gradient
    (``convolution_backward`` for the weight alone) and ``weight_grad``'s gather of patches and matrix
@@ -11,9 +12,9 @@ Two measurements, bf16 autocast and channels-last as ``brainae train`` runs on a
    windows of ``--steps`` steps, each window starting with the next; the median images/s and each
    window's ratio to oneDNN's.
 
-Results go to benchmarks/results/weight_grad_cpu.{json,md}.
+Results go to benchmarks/results/weight_grad_<tag>.{json,md}.
 
-    python benchmarks/weight_grad.py [--repeats 11] [--windows 24] [--steps 8]
+    python benchmarks/weight_grad.py [--repeats 11] [--windows 24] [--steps 8] [--tag cpu]
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import alternating_rates, median_ms  # noqa: E402
+from conv_bias import alternating_rates, cpu_autocast, cpu_precision, median_ms  # noqa: E402
 from train_real import command_line, machine, write_results  # noqa: E402
 
 from brainae.models import weight_grad  # noqa: E402
@@ -38,8 +39,8 @@ ENCODER = ((1, 32, 128), (32, 64, 64), (64, 128, 32), (128, 256, 16), (256, 512,
 DECODER = ((512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 32, 32), (32, 1, 64))
 
 
-def layer_times(repeats: int) -> list[dict]:
-    cl, bf, rows = torch.channels_last, torch.bfloat16, []
+def layer_times(repeats: int, bf: torch.dtype) -> list[dict]:
+    cl, rows = torch.channels_last, []
     for transposed, layers in ((False, ENCODER), (True, DECODER)):
         k, s, p = (4, 2, 1) if transposed else (3, 2, 1)
         for c_in, c_out, size in layers:
@@ -65,7 +66,7 @@ def layer_times(repeats: int) -> list[dict]:
     return rows
 
 
-def step_rates(windows: int, steps: int) -> dict:
+def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
     """Images/s of the bare step with the product off (``SMALL_MAP = 0``), at the default and at 8x8 maps."""
     x = torch.rand(16, 1, 128, 128).contiguous(memory_format=torch.channels_last)
     default = weight_grad.SMALL_MAP
@@ -80,7 +81,7 @@ def step_rates(windows: int, steps: int) -> dict:
     def step(name):
         weight_grad.SMALL_MAP = small_map[name]
         net, opt = nets[name]
-        with torch.autocast("cpu", torch.bfloat16):
+        with cpu_autocast(dtype):
             loss = F.mse_loss(net(x).recon.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -96,7 +97,7 @@ def step_rates(windows: int, steps: int) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's weight gradients: oneDNN's or one matrix product", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             f"- bf16 autocast, channels-last, batch 16, 128 px; the product is taken where the coarse side has at "
+             f"- {record.get('precision', 'bf16 autocast')}, channels-last, batch 16, 128 px; the product is taken where the coarse side has at "
              f"most {record['small_map']} pixels", "",
              "| layer | oneDNN, ms | patches and matrix product, ms | taken |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['layer']} | {r['onednn_ms']} | {r['matmul_ms']} | {'yes' if r['takes_matmul'] else 'no'} |"
@@ -117,11 +118,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--windows", type=int, default=24)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--tag", default="cpu", help="result files: results/weight_grad_<tag>.{json,md}")
     args = ap.parse_args()
     keep_freed_memory()  # as brainae train does
-    record = {"machine": machine(), "command": command_line("weight_grad.py"), "small_map": weight_grad.SMALL_MAP,
-              "layers": layer_times(args.repeats), "step": step_rates(args.windows, args.steps)}
-    write_results("weight_grad_cpu", record, markdown(record))
+    label, dtype = cpu_precision()
+    record = {"machine": machine(), "command": command_line("weight_grad.py"), "precision": label,
+              "small_map": weight_grad.SMALL_MAP, "layers": layer_times(args.repeats, dtype),
+              "step": step_rates(args.windows, args.steps, dtype)}
+    write_results(f"weight_grad_{args.tag}", record, markdown(record))
     return 0
 
 

@@ -290,15 +290,15 @@ def test_bad_configs_name_the_key(kw, size, key):
 def test_upconv_equals_upsampling_then_conv_in_values_and_gradients(kernel, scale, c_in, c_out):
     torch.manual_seed(0)
     up = blocks.UpConv(c_in, c_out, kernel, scale).double()
-    assert up.as_phases == (up.phase_sum is not None and c_out * scale ** 2 <= c_in)
+    assert up.as_phases == (up.tap_matrix is not None and c_out * scale ** 2 <= c_in)
     x = torch.randn(2, c_in, 5, 6, dtype=torch.float64, requires_grad=True)
     ref_x = x.detach().clone().requires_grad_()
     out = up(x)
     ref = torch.nn.Conv2d.forward(up, torch.nn.functional.interpolate(ref_x, scale_factor=scale, mode="nearest"))
     assert out.shape == ref.shape
     assert_same_values_and_grads(out, ref, (up.weight, up.bias, x), (up.weight, up.bias, ref_x))
-    assert (up.phase_sum is None) == (kernel % 2 == 0 or scale == 1)  # the transposed conv where it is exact
-    assert "phase_sum" not in up.state_dict()  # checkpoints hold the conv's parameters only
+    assert (up.tap_matrix is None) == (kernel % 2 == 0 or scale == 1)  # the transposed conv where it is exact
+    assert "tap_matrix" not in up.state_dict()  # checkpoints hold the conv's parameters only
 
 
 def test_docstring_examples_run():

@@ -141,3 +141,29 @@ def test_command_lines_record_portable_paths(monkeypatch, tmp_path):
     assert train_real.command_line("architectures.py", argv) == (
         "python benchmarks/architectures.py --work <tmp>/runs --data=../shared/data/brain-tumor-mri --epochs 6")
     assert not MACHINE_PATH.search(train_real.command_line("architectures.py", argv))
+
+
+def test_machine_names_the_vector_units_that_decide_the_precision():
+    train_real = pytest.importorskip("train_real")
+    assert train_real.vector_units({"avx2", "avx512f", "avx512_bf16"}) == " (AVX512-BF16)"
+    assert train_real.vector_units({"avx2", "avx512f"}) == " (AVX-512, no native bf16)"
+    assert train_real.vector_units({"fma", "avx2"}) == " (AVX2, no native bf16)"
+    assert train_real.vector_units({"sse2"}) == " (no AVX2, no native bf16)"
+    assert train_real.vector_units(set()) == ""  # no /proc/cpuinfo flags: say nothing rather than guess
+
+
+def test_cpu_benchmarks_time_the_precision_brainae_picks(monkeypatch):
+    import torch
+
+    conv_bias = pytest.importorskip("conv_bias")
+    from brainae.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert conv_bias.cpu_precision() == ("float32", torch.float32)  # not an emulated bf16
+    assert not torch.is_autocast_enabled("cpu")
+    with conv_bias.cpu_autocast(torch.float32):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert conv_bias.cpu_precision() == ("bf16 autocast", torch.bfloat16)
+    with conv_bias.cpu_autocast(torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")

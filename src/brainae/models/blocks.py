@@ -241,16 +241,17 @@ class UpConv(nn.Conv2d):
         exact = scale > 1 and kernel % 2 == 1
         self.as_phases = exact and c_out * scale ** 2 <= c_in
         taps = upsample_phase_taps if self.as_phases else upsample_conv_matrix
-        self.register_buffer("phase_sum", taps(scale, kernel) if exact else None, persistent=False)
+        # P of the transposed conv, or Q of the phase conv; not saved (checkpoints hold the conv's parameters)
+        self.register_buffer("tap_matrix", taps(scale, kernel) if exact else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.phase_sum is None:
+        if self.tap_matrix is None:
             return super().forward(F.interpolate(x, scale_factor=self.scale, mode="nearest"))
         if self.as_phases:
-            return phase_conv(x, self.weight, self.bias, self.phase_sum)
+            return phase_conv(x, self.weight, self.bias, self.tap_matrix)
         acc = torch.promote_types(self.weight.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):  # sums of taps in float32 at least, cast once by the conv
-            p = self.phase_sum.to(acc)
+            p = self.tap_matrix.to(acc)
             w = torch.einsum("ku,oiuv,lv->iokl", p, self.weight.to(acc), p).to(self.weight.dtype)
         return F.conv_transpose2d(x, w, self.bias, stride=self.scale, padding=self.kernel_size[0] // 2)
 
