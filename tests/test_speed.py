@@ -257,3 +257,34 @@ def test_throughput_reference_runs_torchs_own_convs():
     assert {torch.nn.Conv2d, torch.nn.ConvTranspose2d} <= kinds and not {blocks.Conv, blocks.ConvTranspose} & kinds
     torch.testing.assert_close(plain(x).recon, before)
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
+
+
+def test_an_emulated_half_precision_on_a_cpu_is_named_before_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    line = precision.emulated_precision_warning("bf16-mixed", "cpu")
+    assert "bf16-mixed" in line and "AVX512-BF16" in line and "auto" in line
+    assert "16-mixed" in precision.emulated_precision_warning("16-mixed", "auto")
+    assert precision.emulated_precision_warning("32", "cpu") is None
+    assert precision.emulated_precision_warning("bf16-mixed", "mps") is None
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.emulated_precision_warning("bf16-mixed", "cpu") is None  # native: nothing to say
+    assert precision.emulated_precision_warning("16-mixed", "cpu") is not None  # bf16 is not fp16
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_fp16"}))
+    assert precision.emulated_precision_warning("16-mixed", "cpu") is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset())
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.emulated_precision_warning("bf16-mixed", "cpu") is None  # no x86 flags: not judged
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert precision.emulated_precision_warning("bf16-mixed", "auto") is None  # auto runs on the GPU
+
+    # the run says it on stderr (a stand-in line, since this CPU may have native bf16), and float32 says nothing
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    from brainae.training import train as train_module
+    monkeypatch.setattr(train_module, "emulated_precision_warning",
+                        lambda p, a: f"{p} would be emulated" if p == "bf16-mixed" else None)
+    train(tiny_config("bf16-mixed", epochs=1), tmp_path / "bf16")
+    assert "brainae: warning: bf16-mixed would be emulated" in capsys.readouterr().err
+    train(tiny_config("32", epochs=1), tmp_path / "fp32")
+    assert "warning" not in capsys.readouterr().err

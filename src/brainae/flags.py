@@ -38,7 +38,8 @@ FLAGS: dict[str, Flag] = {
                        "{seed:data.image_size}, quick {quick:data.image_size})", "image_size"),
     "seed": Flag("train.seed", "training seed (default 0)", "count", resumable=True),
     "precision": Flag("train.precision", "number format: auto (default) trains in bf16-mixed where the CPU (AVX512-BF16, "
-                      "AMX) or GPU computes bf16 natively and in 32 elsewhere; weights and metrics stay float32",
+                      "AMX) or GPU computes bf16 natively and in 32 elsewhere, where a CPU would emulate bf16 many times slower "
+                      "(a warning says so); weights and metrics stay float32",
                       choices=("auto", "32", "bf16-mixed", "16-mixed"), resumable=True),
     "accelerator": Flag("train.accelerator", "device (default auto)", choices=("auto", "cpu", "cuda", "mps"),
                         resumable=True),

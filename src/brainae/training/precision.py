@@ -26,6 +26,20 @@ from brainae.training.memory import keep_freed_memory
 
 CHOICES = ("auto", "32", "bf16-mixed", "16-mixed", "64")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The x86 feature flags of Linux's /proc/cpuinfo; empty elsewhere (other systems, ARM's 'Features')."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 @lru_cache(maxsize=1)
@@ -36,14 +50,26 @@ def cpu_has_native_bf16() -> bool:
             return False
     except (AttributeError, RuntimeError):
         return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return any(flag in line.split() for flag in NATIVE_BF16_FLAGS)
-    except OSError:
-        pass
-    return False
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def emulated_precision_warning(precision: str, accelerator: str) -> str | None:
+    """One line when a run asks for bf16 or float16 on a CPU that would emulate it, else None.
+
+    On a 2-core AVX2 CPU the study AE's training step ran many times slower than in float32 in either
+    format, slow enough to look like a hang; ``auto`` never picks them there. Only x86 CPUs are judged:
+    without /proc/cpuinfo flags nothing is said.
+    """
+    if precision not in ("bf16-mixed", "16-mixed") or uses_cuda(accelerator) or accelerator not in ("cpu", "auto"):
+        return None
+    if not cpu_flags():
+        return None
+    bf16 = precision == "bf16-mixed"
+    if cpu_has_native_bf16() if bf16 else any(flag in cpu_flags() for flag in NATIVE_FP16_FLAGS):
+        return None
+    needs = "AVX512-BF16 or AMX" if bf16 else "AVX512-FP16 or AMX-FP16"
+    return (f"--precision {precision} on this CPU, which lacks {needs}, is emulated and many times slower than "
+            f"float32; --precision auto picks 32 here")
 
 
 def uses_cuda(accelerator: str) -> bool:

@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import signal
+import sys
 import time
 import warnings
 from importlib import metadata
@@ -43,7 +44,7 @@ from brainae.training.graphs import STEPS_PER_CHUNK, fast_path
 from brainae.training.loader import ResidentLoader
 from brainae.training.memory import keep_freed_memory
 from brainae.training.module import AutoencoderModule
-from brainae.training.precision import resolve_precision, uses_cuda
+from brainae.training.precision import emulated_precision_warning, resolve_precision, uses_cuda
 from brainae.training.run import fit_code_prior, load_run, write_best_weights, write_code_prior
 
 PACKAGES = ["brainae", "torch", "lightning", "torchmetrics", "numpy", "pillow", "scikit-image", "datasets", "optuna"]
@@ -239,6 +240,9 @@ def _open_run(cfg: Config, out: Path, resume: bool, overwrite: bool,
     # With DDP, Lightning re-runs this command in one process per extra GPU (LOCAL_RANK > 0);
     # those processes join the run that rank 0 has set up and leave the folder to it.
     child = int(os.environ.get("LOCAL_RANK", "0")) > 0
+    slow = emulated_precision_warning(cfg.train.precision, cfg.train.accelerator)
+    if slow and not child:
+        print(f"brainae: warning: {slow}", file=sys.stderr)
     restart = not child and is_unfinished(out)  # killed before its first epoch ended: start it again
     if resume and not last.is_file() and not restart:
         raise BrainaeError(f"nothing to resume in {out}: no checkpoints/last.ckpt; drop --resume to start afresh")
