@@ -3,9 +3,9 @@
 Runs it twice in fresh processes and records: the wall time of each, where the time went (sweeps, each
 model, the report's analyses), the report's size, the split (by group), each model's test PSNR / SSIM
 with their intervals and best epoch, the report's "Read me first" flags, and whether the two runs gave
-identical metrics (same seed, same numbers). Results go to benchmarks/results/main_job_cpu.{json,md}.
+identical metrics (same seed, same numbers). Results go to benchmarks/results/main_job_<tag>.{json,md}.
 
-    python benchmarks/main_job.py [--keep DIR]   # --keep: also keep the first run's folder (README figure)
+    python benchmarks/main_job.py [--keep DIR] [--tag cpu]   # --keep: also keep the first run's folder (README figure)
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from brainae.study import comparable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_real import machine  # noqa: E402
+from train_real import command_line, machine  # noqa: E402
 
 COMMAND = ["brainae", "study", "--out", "DIR"]
 
@@ -39,6 +39,7 @@ def run_once(out: Path) -> tuple[float, dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="copy the first run's study folder here")
+    ap.add_argument("--tag", default="cpu", help="result files: results/main_job_<tag>.{json,md}")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         first, second = Path(tmp) / "first", Path(tmp) / "second"
@@ -51,7 +52,7 @@ def main() -> int:
     identical = (all(comparable(summary["models"][m]) == comparable(summary_again["models"][m]) for m in summary["models"])
                  and comparable(summary.get("baselines")) == comparable(summary_again.get("baselines")))
     split = summary["seconds"]
-    res = {"machine": machine(), "command": " ".join(COMMAND) + " (timed by python benchmarks/main_job.py)",
+    res = {"machine": machine(), "command": f"{' '.join(COMMAND)} (timed by {command_line('main_job.py').strip()})",
            "data": summary["data"]["description"], "seconds": round(seconds, 1),
            "seconds_second_run": round(seconds_again, 1),
            "seconds_inside": {"sweeps": split["sweeps"], **split["models"], "report": split["report"]},
@@ -63,7 +64,7 @@ def main() -> int:
                       for m, r in summary["models"].items()},
            # the report's linear baseline: PCA with as many components as the codes, no training
            "baselines": {b: {k: r[k] for k in ("n", "latent_dim", "psnr", "ssim")} for b, r in summary.get("baselines", {}).items()}}
-    write_json(ROOT / "benchmarks" / "results" / "main_job_cpu.json", res)
+    write_json(ROOT / "benchmarks" / "results" / f"main_job_{args.tag}.json", res)
     inside = ", ".join(f"{k} {v:.0f} s" for k, v in res["seconds_inside"].items())
     lines = [f"# The main job: `{' '.join(COMMAND)}`", "",
              f"Machine: {res['machine']}. Wall time {int(seconds // 60)} min {seconds % 60:.0f} s ({inside}); "
@@ -80,7 +81,7 @@ def main() -> int:
     lines += [f"| {b} ({r['latent_dim']} components, no training) | - | - | {scores(r)}" for b, r in res["baselines"].items()]
     flags = "; ".join(f"{k} ({', '.join(v)})" for k, v in res["flags"].items()) or "none"
     lines += ["", f"Read-me-first flags in the report: {flags}."]
-    (ROOT / "benchmarks" / "results" / "main_job_cpu.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "benchmarks" / "results" / f"main_job_{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if identical else 1
 
