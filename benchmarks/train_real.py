@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import torch
 from brainae.config import build_config
 from brainae.data.load import load_data
 from brainae.evaluation.evaluate import evaluate
+from brainae.training.precision import cpu_flags, cpu_name, vector_units
 from brainae.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,28 +45,8 @@ def without_option(argv: list[str], option: str) -> list[str]:
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores"
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):  # after the first processor's model name
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{vector_units(flags)}, torch {torch.get_num_threads()} threads"
-
-
-def vector_units(flags: set[str]) -> str:
-    """' (AVX512-BF16)', ' (AVX2, no native bf16)' and the like from /proc/cpuinfo's flags, '' without them: two
-    machines of one model name can differ here, and with it the precision ``auto`` picks and every speed."""
-    if not flags:
-        return ""
-    units = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
-                                     ("avx2", "AVX2")) if flag in flags]
-    native = any(f in flags for f in ("amx_bf16", "avx512_bf16"))
-    return f" ({units[0] if units else 'no AVX2'}{'' if native else ', no native bf16'})"
+    units = vector_units(cpu_flags())  # e.g. "AVX2, no native bf16": the same model name can differ here
+    return f"{cpu_name()}, {os.cpu_count()} cores{f' ({units})' if units else ''}, torch {torch.get_num_threads()} threads"
 
 
 def portable_path(path: str | Path) -> str:

@@ -143,13 +143,14 @@ def test_command_lines_record_portable_paths(monkeypatch, tmp_path):
     assert not MACHINE_PATH.search(train_real.command_line("architectures.py", argv))
 
 
-def test_machine_names_the_vector_units_that_decide_the_precision():
+def test_machine_names_the_vector_units_that_decide_the_precision(monkeypatch):
     train_real = pytest.importorskip("train_real")
-    assert train_real.vector_units({"avx2", "avx512f", "avx512_bf16"}) == " (AVX512-BF16)"
-    assert train_real.vector_units({"avx2", "avx512f"}) == " (AVX-512, no native bf16)"
-    assert train_real.vector_units({"fma", "avx2"}) == " (AVX2, no native bf16)"
-    assert train_real.vector_units({"sse2"}) == " (no AVX2, no native bf16)"
-    assert train_real.vector_units(set()) == ""  # no /proc/cpuinfo flags: say nothing rather than guess
+    monkeypatch.setattr(train_real.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train_real, "cpu_flags", lambda: frozenset({"fma", "avx2"}))
+    monkeypatch.setattr(train_real, "cpu_name", lambda: "AMD EPYC")
+    assert train_real.machine().startswith("AMD EPYC, ") and "cores (AVX2, no native bf16), torch " in train_real.machine()
+    monkeypatch.setattr(train_real, "cpu_flags", lambda: frozenset())
+    assert "cores, torch " in train_real.machine()  # no flags to read: nothing said about them
 
 
 def test_cpu_benchmarks_time_the_precision_brainae_picks(monkeypatch):

@@ -288,3 +288,28 @@ def test_an_emulated_half_precision_on_a_cpu_is_named_before_training(monkeypatc
     assert "brainae: warning: bf16-mixed would be emulated" in capsys.readouterr().err
     train(tiny_config("32", epochs=1), tmp_path / "fp32")
     assert "warning" not in capsys.readouterr().err
+
+
+def test_vector_units_name_what_decides_the_precision():
+    assert precision.vector_units({"avx2", "avx512f", "avx512_bf16"}) == "AVX512-BF16"
+    assert precision.vector_units({"avx2", "avx512f", "amx_bf16", "avx512_bf16"}) == "AMX-BF16"
+    assert precision.vector_units({"avx2", "avx512f"}) == "AVX-512, no native bf16"
+    assert precision.vector_units({"fma", "avx2"}) == "AVX2, no native bf16"
+    assert precision.vector_units({"sse2"}) == "no AVX2, no native bf16"
+    assert precision.vector_units(set()) == ""  # no x86 flags (another system, ARM): nothing said rather than a guess
+
+
+def test_verbose_version_says_what_auto_picks_on_this_machine(capsys, monkeypatch):
+    from brainae.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert main(["-v", "--version"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("brainae ") and lines[1].startswith(f"torch {torch.__version__}")
+    assert "(AVX2, no native bf16)" in lines[2] and lines[2].endswith("--precision auto trains in 32 on it")
+    assert lines[3] == "cuda: no GPU that torch can use"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert main(["--version", "--verbose"]) == 0
+    assert "auto trains in bf16-mixed" in capsys.readouterr().out

@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         from brainae import __version__
 
         print(f"brainae {__version__}")
+        if {"-v", "--verbose"} & set(args_in):  # what a bug report needs: torch, CPU, GPUs, the precision auto picks
+            from brainae.training.precision import machine_lines
+
+            print("\n".join(machine_lines()))
         return 0
     from brainae import load_checks
     from brainae.progress import NORMAL, QUIET, VERBOSE, set_verbosity

@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with 'brainae study --out study' (embedded phantom data, a few minutes on a CPU).",
     )
     parser.add_argument("--version", action="version", version=f"brainae {__version__}",
-                        help="print brainae's version and exit")
+                        help="print brainae's version and exit; with -v also torch's, the CPU and GPUs, and the precision "
+                             "--precision auto picks on each (for bug reports)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_study(sub)
     _add_train(sub)

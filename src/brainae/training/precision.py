@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from functools import lru_cache
 from typing import Callable
 
@@ -40,6 +41,44 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+def cpu_name() -> str:
+    """The CPU's model name from Linux's /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def vector_units(flags: frozenset[str] | set[str]) -> str:
+    """'AVX512-BF16', 'AVX2, no native bf16' and the like from x86 feature flags, '' without any: two CPUs of
+    one model name can differ here, and with it the precision ``auto`` picks and every speed."""
+    if not flags:
+        return ""
+    units = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
+                                     ("avx2", "AVX2")) if flag in flags]
+    native = any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    return f"{units[0] if units else 'no AVX2'}{'' if native else ', no native bf16'}"
+
+
+def machine_lines() -> list[str]:
+    """What decides speed and precision here, for ``brainae -v --version`` and bug reports: torch, the CPU
+    and each CUDA GPU, and what ``--precision auto`` picks on each."""
+    units = vector_units(cpu_flags())
+    lines = [f"torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.machine()}",
+             f"cpu: {cpu_name()}{f' ({units})' if units else ''}, torch {torch.get_num_threads()} threads: "
+             f"--precision auto trains in {resolve_precision('auto', 'cpu')} on it"]
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        lines.append(f"cuda: {names}: --precision auto trains in {resolve_precision('auto', 'cuda')} on it")
+    else:
+        lines.append("cuda: no GPU that torch can use")
+    return lines
 
 
 @lru_cache(maxsize=1)
