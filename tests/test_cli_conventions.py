@@ -3,7 +3,9 @@ terminal, one line per epoch in a log), --quiet / --verbose, `config show`, and 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,12 @@ def test_log_file_gets_one_line_per_epoch_and_no_bars(tmp_path):
     assert len(stdout) + len(stderr) < 1024, stdout + stderr
     assert "\r" not in stdout + stderr
     assert stdout.startswith("trained ae for 1 epochs") and len(stdout.splitlines()) == 1  # results only
+    # the run's speed and the precision that set it, which auto chose for this machine
+    speed = re.search(r"\(([\d.]+) s an epoch, (\d+) training images/s, precision (32|bf16-mixed)\)", stdout)
+    assert speed, stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert float(speed[1]) == float(f"{metrics['seconds_per_epoch']:.3g}")
+    assert int(speed[2]) == round(metrics["n_train"] / metrics["seconds_per_epoch"])
     lines = [ln for ln in stderr.splitlines() if ln.startswith("epoch 1/1 ")]
     assert len(lines) == 1 and "train_loss" in lines[0] and "val_loss" in lines[0] and lines[0].endswith(" s")
 

@@ -44,8 +44,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         kept = f"best.ckpt holds epoch {result['best_epoch']}" if result["best_epoch"] else "no epoch was kept"
         raise BrainaeError(f"training diverged at epoch {result['diverged_at_epoch'] or result['epochs']} (the loss "
                            f"became NaN or infinite) and stopped; {kept}. Lower --lr or use --precision 32")
-    print(f"trained {cfg.model.name} for {result['epochs']} epochs: best validation loss {result['best_val_loss']:.5g} "
-          f"at epoch {result['best_epoch']}; run folder {args.out}")
+    print(f"trained {cfg.model.name} for {result['epochs']} epochs ({epoch_speed(result, cfg.train.precision)}): "
+          f"best validation loss {result['best_val_loss']:.5g} at epoch {result['best_epoch']}; run folder {args.out}")
+
+
+def epoch_speed(metrics: dict, precision: str) -> str:
+    """'12.3 s an epoch, 163 training images/s, precision 32': what a run's speed was and what set it. An
+    epoch's seconds include its validation pass, so the images/s are of whole epochs.
+
+    Example:
+        >>> epoch_speed({"seconds_per_epoch": 12.3, "n_train": 2005}, "bf16-mixed")
+        '12.3 s an epoch, 163 training images/s, precision bf16-mixed'
+    """
+    per_epoch = metrics.get("seconds_per_epoch")
+    if not per_epoch:
+        return f"precision {precision}"
+    return f"{per_epoch:.3g} s an epoch, {metrics['n_train'] / per_epoch:.0f} training images/s, precision {precision}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
