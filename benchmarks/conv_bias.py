@@ -34,6 +34,7 @@ from brainae.models import weight_grad  # noqa: E402
 from brainae.models.blocks import torch_layers  # noqa: E402
 from brainae.models.ae import ConvAE  # noqa: E402
 from brainae.training.memory import keep_freed_memory  # noqa: E402
+from brainae.training.precision import resolve_precision  # noqa: E402
 
 LAYERS = ((512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 32, 32), (32, 1, 64))  # in, out, input size
 
@@ -42,8 +43,6 @@ def cpu_precision() -> tuple[str, torch.dtype]:
     """What ``brainae train --precision auto`` computes in on this CPU, as (label, autocast dtype): bf16 where
     the CPU has native bf16, float32 elsewhere. A CPU without it would emulate bf16, slower than float32, so
     the CPU benchmarks time what brainae runs here, not a fixed bf16."""
-    from brainae.training.precision import resolve_precision
-
     if resolve_precision("auto", "cpu") == "bf16-mixed":
         return "bf16 autocast", torch.bfloat16
     return "float32", torch.float32
@@ -126,7 +125,7 @@ def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's transposed convs: bias gradient in oneDNN's backward or as a sum", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             f"- {record.get('precision', 'bf16 autocast')}, channels-last, batch 16, 128 px", "",
+             f"- {record['precision']}, channels-last, batch 16, 128 px", "",
              "| decoder layer | backward with bias, ms | without, ms | bias gradient as a sum, ms |",
              "| --- | --- | --- | --- |"]
     for r in record["layers"]:

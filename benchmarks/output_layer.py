@@ -95,7 +95,7 @@ def network_rates(windows: int, batches: int, dtype: torch.dtype) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's one-channel output layer: transposed conv or a conv to its phases", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             f"- {record.get('precision', 'bf16 autocast')}, channels-last; 32 channels to 1, 64 to 128 px; the "
+             f"- {record['precision']}, channels-last; 32 channels to 1, 64 to 128 px; the "
              "transposed conv trains with its bias added after the conv (brainae's CPU training path)", "",
              "| form | inference, batch 64, ms | training forward and backward, batch 16, ms |", "| --- | --- | --- |"]
     lines += [f"| {r['form']} | {r['inference_batch_64_ms']} | {r['training_batch_16_ms']} |" for r in record["layers"]]

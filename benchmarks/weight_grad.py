@@ -97,7 +97,7 @@ def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
 def markdown(record: dict) -> str:
     lines = ["# The study AE's weight gradients: oneDNN's or one matrix product", "",
              f"- machine: {record['machine']}", f"- command: `{record['command']}`",
-             f"- {record.get('precision', 'bf16 autocast')}, channels-last, batch 16, 128 px; the product is taken where the coarse side has at "
+             f"- {record['precision']}, channels-last, batch 16, 128 px; the product is taken where the coarse side has at "
              f"most {record['small_map']} pixels", "",
              "| layer | oneDNN, ms | patches and matrix product, ms | taken |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['layer']} | {r['onednn_ms']} | {r['matmul_ms']} | {'yes' if r['takes_matmul'] else 'no'} |"

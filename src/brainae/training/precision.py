@@ -30,29 +30,27 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The x86 feature flags of Linux's /proc/cpuinfo; empty elsewhere (other systems, ARM's 'Features')."""
+def _cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of Linux's /proc/cpuinfo (the first processor's), else None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The x86 feature flags of Linux's /proc/cpuinfo; empty elsewhere (other systems, ARM's 'Features')."""
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def cpu_name() -> str:
     """The CPU's model name from Linux's /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def vector_units(flags: frozenset[str] | set[str]) -> str:
