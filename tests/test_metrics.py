@@ -77,6 +77,22 @@ def test_ssim_of_a_batch_is_each_images_ssim_alone():
     assert map_chunks(lambda i, j: (i, j), 0) == []
 
 
+def test_chunk_workers_run_torch_on_one_thread_each_and_the_count_comes_back():
+    """Each of map_chunks' workers has a core: torch spreading a chunk's matrix products over every core as well
+    oversubscribed them (benchmarks/score_threads.py). One worker leaves torch's count alone."""
+    from brainae.evaluation.metrics import map_chunks, torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(2):  # as on a 2-core machine, whatever this one has
+        assert map_chunks(lambda i, j: torch.get_num_threads(), 4, chunk=1, workers=2) == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2
+        assert map_chunks(lambda i, j: torch.get_num_threads(), 4, chunk=1, workers=1) == [2, 2, 2, 2]
+        with pytest.raises(ZeroDivisionError):
+            map_chunks(lambda i, j: 1 / 0, 4, chunk=1, workers=2)
+        assert torch.get_num_threads() == 2  # back after an error too
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("mode", ["mirror", "reflect"])
 def test_blur_matrix_is_scipys_filter_even_when_the_window_outgrows_the_image(mode):
     """Border folding repeats for images narrower than the window, as scipy's does."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Callable, Iterator, Optional
 
@@ -139,7 +140,10 @@ def map_chunks(fn: Callable[[int, int], object], n: int, chunk: Optional[int] = 
                workers: Optional[int] = None) -> list:
     """``[fn(start, stop), ...]`` over ``range(n)`` cut into chunks (default: one per worker), run on
     ``workers`` threads (default: torch's thread count). scipy's filters, numpy's array arithmetic and
-    torch release the GIL, so image metrics computed chunk by chunk use every core.
+    torch release the GIL, so image metrics computed chunk by chunk use every core. While the workers run,
+    torch's own thread count is 1: each worker already has a core, and torch spreading every chunk's
+    matrix products over all of them too oversubscribed them; one thread each scored 1.139x the images/s
+    (benchmarks/results/score_threads_cpu-avx2.md).
 
     Example:
         >>> map_chunks(lambda i, j: list(range(i, j)), 5, chunk=2, workers=2)
@@ -150,8 +154,29 @@ def map_chunks(fn: Callable[[int, int], object], n: int, chunk: Optional[int] = 
     starts = range(0, n, chunk)
     if workers == 1 or len(starts) <= 1:
         return [fn(i, min(i + chunk, n)) for i in starts]
-    with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+    with ThreadPoolExecutor(min(workers, len(starts))) as pool, torch_threads(1):
         return list(pool.map(lambda i: fn(i, min(i + chunk, n)), starts))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block (threads started in it inherit the count),
+    then back to what it was.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
