@@ -105,6 +105,13 @@ def alternating_rates(runs: dict[str, Callable[[], None]], windows: int, calls: 
     return rates
 
 
+def compare_rates(rates: dict[str, list[float]], new: str, old: str) -> dict:
+    """The windows' images/s of each run, their medians, and ``new``'s over ``old``'s window by window and its median."""
+    ratios = [round(a / b, 3) for a, b in zip(rates[new], rates[old])]
+    return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+            "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}
+
+
 def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
     x = torch.rand(16, 1, 128, 128).contiguous(memory_format=torch.channels_last)
     nets = {"nn.ConvTranspose2d": study_ae(True), "blocks.ConvTranspose": study_ae(False)}
@@ -117,9 +124,7 @@ def step_rates(windows: int, steps: int, dtype: torch.dtype) -> dict:
         opt.step()
 
     rates = alternating_rates({name: (lambda n=name: step(*nets[n])) for name in nets}, windows, steps, 16)
-    ratios = [round(a / b, 3) for a, b in zip(rates["blocks.ConvTranspose"], rates["nn.ConvTranspose2d"])]
-    return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
-            "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}
+    return compare_rates(rates, "blocks.ConvTranspose", "nn.ConvTranspose2d")
 
 
 def markdown(record: dict) -> str:

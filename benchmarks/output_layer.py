@@ -19,7 +19,6 @@ Results go to benchmarks/results/output_layer_<tag>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import alternating_rates, cpu_autocast, cpu_precision, median_ms  # noqa: E402
+from conv_bias import alternating_rates, compare_rates, cpu_autocast, cpu_precision, median_ms  # noqa: E402
 from train_real import command_line, machine, write_results  # noqa: E402
 
 from brainae.models import blocks  # noqa: E402
@@ -87,9 +86,7 @@ def network_rates(windows: int, batches: int, dtype: torch.dtype) -> dict:
             net(x)
 
     rates = alternating_rates({name: (lambda n=name: run(nets[n])) for name in nets}, windows, batches, 64)
-    ratios = [round(a / b, 3) for a, b in zip(rates["phases"], rates["transposed conv"])]
-    return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
-            "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}
+    return compare_rates(rates, "phases", "transposed conv")
 
 
 def markdown(record: dict) -> str:

@@ -19,7 +19,6 @@ benchmarks/results/score_threads_<tag>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conv_bias import alternating_rates  # noqa: E402
+from conv_bias import alternating_rates, compare_rates  # noqa: E402
 from train_real import command_line, data_name, machine, write_results  # noqa: E402
 
 from brainae.config import build_config  # noqa: E402
@@ -54,12 +53,6 @@ def both_ways(fn):
         finally:
             metrics.torch_threads = kept
     return {WAYS[0]: before, WAYS[1]: fn}
-
-
-def summary(rates: dict[str, list[float]]) -> dict:
-    ratios = [round(b / a, 3) for a, b in zip(rates[WAYS[0]], rates[WAYS[1]])]
-    return {"images_per_second": rates, "median": {k: round(statistics.median(v), 1) for k, v in rates.items()},
-            "ratios": ratios, "median_ratio": round(statistics.median(ratios), 3)}
 
 
 def markdown(record: dict) -> str:
@@ -99,10 +92,12 @@ def main() -> int:
     record = {"machine": machine(), "command": command_line("score_threads.py"), "data": data_name(args.data),
               "images": len(val), "image_size": args.image_size, "network": "small skipae denoiser (channels 8-64)",
               "identical": identical}
-    record["score_stack"] = summary(alternating_rates(both_ways(lambda: score_stack(images, recons)),
-                                                      args.windows, args.calls, len(val)))
-    record["anomaly_scores"] = summary(alternating_rates(both_ways(lambda: anomaly_scores(net, val, normal)),
-                                                         args.windows, args.calls, len(val)))
+
+    def timed(fn) -> dict:
+        return compare_rates(alternating_rates(both_ways(fn), args.windows, args.calls, len(val)), WAYS[1], WAYS[0])
+
+    record["score_stack"] = timed(lambda: score_stack(images, recons))
+    record["anomaly_scores"] = timed(lambda: anomaly_scores(net, val, normal))
     write_results(f"score_threads_{args.tag}", record, markdown(record))
     return 0 if identical else 1
 
