@@ -39,16 +39,16 @@ ENCODER = ((1, 32, 128), (32, 64, 64), (64, 128, 32), (128, 256, 16), (256, 512,
 DECODER = ((512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 32, 32), (32, 1, 64))
 
 
-def layer_times(repeats: int, bf: torch.dtype) -> list[dict]:
+def layer_times(repeats: int, dtype: torch.dtype) -> list[dict]:
     cl, rows = torch.channels_last, []
     for transposed, layers in ((False, ENCODER), (True, DECODER)):
         k, s, p = (4, 2, 1) if transposed else (3, 2, 1)
         for c_in, c_out, size in layers:
             out = 2 * size if transposed else size // 2
-            x = torch.randn(16, c_in, size, size).to(bf).contiguous(memory_format=cl)
+            x = torch.randn(16, c_in, size, size).to(dtype).contiguous(memory_format=cl)
             shape = (c_in, c_out, k, k) if transposed else (c_out, c_in, k, k)
-            w = (0.05 * torch.randn(shape)).to(bf).contiguous(memory_format=cl)
-            gy = torch.randn(16, c_out, out, out).to(bf).contiguous(memory_format=cl)
+            w = (0.05 * torch.randn(shape)).to(dtype).contiguous(memory_format=cl)
+            gy = torch.randn(16, c_out, out, out).to(dtype).contiguous(memory_format=cl)
             args = (gy, x, w, None, [s, s], [p, p], [1, 1], transposed, [0, 0], 1, [False, True, False])
 
             def matmul():
